@@ -1,0 +1,36 @@
+"""graphc: a symbol-to-symbol graph compiler with back-propagation in the graph itself.
+
+The public surface of ../shared/API.md: build a graph, differentiate it (new nodes in the same
+graph), compile and run it on NumPy values.
+"""
+
+from graphc.autodiff import check_grad, grad, vjp
+from graphc.compile import Function, eval, function
+from graphc.errors import (
+    DisconnectedError, GradCheckError, GraphcError, GraphError, InputError, LoadError,
+    NonFiniteError, ShapeError,
+)
+from graphc.ir import Graph, Node, Op, register
+from graphc.ops import (
+    abs, add, add_n, broadcast_to, cast, concatenate, cos, diag, div, dot, equal, exp,
+    expand_dims, expm1, getitem, greater, greater_equal, less, less_equal, log, log1p,
+    log_softmax, logsumexp, matmul, max, maximum, mean, min, minimum, mul, neg, not_equal,
+    one_hot, ones_like, outer, pow, relu, reshape, sigmoid, sign, sin, softmax,
+    softmax_cross_entropy, softplus, sqrt, square, squeeze, stack, stop_gradient, sub, sum,
+    swapaxes, tan, tanh, trace, transpose, where, zeros_like,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph", "Node", "Op", "register", "grad", "vjp", "check_grad", "function", "Function", "eval",
+    "GraphcError", "GraphError", "ShapeError", "InputError", "DisconnectedError", "LoadError",
+    "NonFiniteError", "GradCheckError",
+    "abs", "add", "add_n", "broadcast_to", "cast", "concatenate", "cos", "diag", "div", "dot",
+    "equal", "exp", "expand_dims", "expm1", "getitem", "greater", "greater_equal", "less",
+    "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
+    "mean", "min", "minimum", "mul", "neg", "not_equal", "one_hot", "ones_like", "outer", "pow",
+    "relu", "reshape", "sigmoid", "sign", "sin", "softmax", "softmax_cross_entropy",
+    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum", "swapaxes",
+    "tan", "tanh", "trace", "transpose", "where", "zeros_like",
+]

@@ -1,0 +1,162 @@
+"""Shapes and dtypes of nodes.
+
+A shape is a tuple whose entries are `int` or `sympy.Expr`; a symbolic dimension is a positive
+integer sympy symbol, created from a `str` entry ("batch"). Broadcasting follows NumPy's rules,
+with one addition for symbols: a symbol only matches itself or 1, because a symbol that must
+equal a number would make the graph valid for one size only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import sympy
+
+Dim = int | sympy.Expr
+Shape = tuple[Dim, ...]
+
+FLOAT_KINDS = "f"
+SUPPORTED_KINDS = "biuf"
+
+
+def symbol(name: str) -> sympy.Symbol:
+    """The symbol of a named dimension; equal names give equal symbols across graphs."""
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def as_dim(d) -> Dim:
+    if isinstance(d, str):
+        if not d.isidentifier():
+            raise ValueError(f"a symbolic dimension must be an identifier, got {d!r}")
+        return symbol(d)
+    if isinstance(d, (bool, np.bool_)):
+        raise ValueError(f"a dimension must be an int or a name, got {d!r}")
+    if isinstance(d, (int, np.integer)):
+        if d < 0:
+            raise ValueError(f"a dimension must be >= 0, got {d}")
+        return int(d)
+    if isinstance(d, sympy.Expr):
+        if d.is_Integer:
+            return int(d)
+        return d
+    raise ValueError(f"a dimension must be an int, a str or a sympy expression, got {d!r}")
+
+
+def as_shape(shape) -> Shape:
+    if isinstance(shape, (int, np.integer, str, sympy.Expr)):
+        shape = (shape,)
+    return tuple(as_dim(d) for d in shape)
+
+
+def is_static(shape: Shape) -> bool:
+    return all(isinstance(d, int) for d in shape)
+
+
+def dim_eq(a: Dim, b: Dim) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return sympy.simplify(sympy.sympify(a) - b) == 0
+
+
+def shape_eq(a: Shape, b: Shape) -> bool:
+    return len(a) == len(b) and all(dim_eq(x, y) for x, y in zip(a, b))
+
+
+def size(shape: Shape) -> Dim:
+    out = sympy.Integer(1) if not is_static(shape) else 1
+    for d in shape:
+        out = out * d
+    return int(out) if isinstance(out, (int, sympy.Integer)) else out
+
+
+def fmt_dim(d: Dim) -> str:
+    return str(d)
+
+
+def fmt_shape(shape: Shape) -> str:
+    inner = ", ".join(fmt_dim(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """NumPy broadcasting on possibly symbolic shapes; ValueError when they do not fit."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = []
+    for axis in range(ndim):
+        dims = [s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0]
+        result: Dim = 1
+        for d in dims:
+            if isinstance(d, int) and d == 1:
+                continue
+            if isinstance(result, int) and result == 1:
+                result = d
+            elif not dim_eq(result, d):
+                raise ValueError("shapes " + ", ".join(fmt_shape(s) for s in shapes)
+                                 + " do not broadcast")
+        out.append(result)
+    return tuple(out)
+
+
+def normalize_axis(axis: int, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ValueError(f"axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for rank {ndim}")
+    return int(axis) % ndim
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """`None` means all axes; an int or a tuple of ints gives sorted, non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, Iterable) and not isinstance(axis, str):
+        axes = tuple(normalize_axis(a, ndim) for a in axis)
+    else:
+        axes = (normalize_axis(axis, ndim),)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"repeated axis in {axis!r}")
+    return tuple(sorted(axes))
+
+
+def as_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.kind not in SUPPORTED_KINDS:
+        raise ValueError(f"dtype {dt} is not supported (bool, integer or float only)")
+    return dt
+
+
+def is_float(dtype: np.dtype) -> bool:
+    return dtype.kind in FLOAT_KINDS
+
+
+def free_symbols(value) -> set[sympy.Symbol]:
+    """The sympy symbols inside an op parameter (nested tuples, slices)."""
+    if isinstance(value, sympy.Basic):
+        return set(value.free_symbols)
+    if isinstance(value, slice):
+        return free_symbols((value.start, value.stop, value.step))
+    if isinstance(value, (tuple, list)):
+        out: set[sympy.Symbol] = set()
+        for v in value:
+            out |= free_symbols(v)
+        return out
+    return set()
+
+
+def substitute(value, env: dict):
+    """Replace the symbols in an op parameter by the ints bound at run time."""
+    if isinstance(value, sympy.Basic):
+        return int(value.subs(env))
+    if isinstance(value, slice):
+        return slice(*substitute((value.start, value.stop, value.step), env))
+    if isinstance(value, tuple):
+        return tuple(substitute(v, env) for v in value)
+    if isinstance(value, list):
+        return [substitute(v, env) for v in value]
+    return value
+
+
+def concrete_size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

@@ -1,0 +1,260 @@
+"""Elementwise ops: one stanza each, with the derivative d out / d input as a graph rule.
+
+Conventions at points where the derivative does not exist (documented in docs/ops.md):
+relu'(0) = 0, abs'(0) = sign(0) = 0, sign' = 0, maximum/minimum split a tie 1/2 : 1/2,
+d(x**y)/dy uses log(x) for x > 0 and 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import scipy.special
+
+from graphc.errors import ShapeError
+from graphc.ir import types
+from graphc.ir.op import Op, register
+from graphc.ops.base import MINUS_ONE, ONE, atomic, build, elementwise, graph_of, lift
+
+E = elementwise  # stanza prefix: E(name, numpy forward, [d out/d x_i rules], why)
+
+# -- unary ---------------------------------------------------------------------------------
+Neg = E("neg", np.negative, [lambda x, y: MINUS_ONE], "-x; linear.")
+Exp = E("exp", np.exp, [lambda x, y: y], "e**x; its own derivative, reused from the output.")
+Log = E("log", np.log, [lambda x, y: 1.0 / x], "Natural log; domain x > 0.")
+Log1p = E("log1p", np.log1p, [lambda x, y: 1.0 / (1.0 + x)],
+          "log(1 + x), accurate for small x; domain x > -1.")
+Expm1 = E("expm1", np.expm1, [lambda x, y: y + 1.0], "e**x - 1, accurate for small x.")
+Sqrt = E("sqrt", np.sqrt, [lambda x, y: 0.5 / y], "Square root; derivative infinite at 0.")
+Square = E("square", np.square, [lambda x, y: 2.0 * x], "x*x as one op.")
+Abs = E("abs", np.abs, [lambda x, y: sign(x)], "|x|; abs'(0) = sign(0) = 0.")
+Sign = E("sign", np.sign, [None], "-1, 0 or 1; derivative 0 everywhere it exists.")
+Sin = E("sin", np.sin, [lambda x, y: cos(x)], "Sine.")
+Cos = E("cos", np.cos, [lambda x, y: -sin(x)], "Cosine.")
+Tan = E("tan", np.tan, [lambda x, y: 1.0 + square(y)], "Tangent; tan' = 1 + tan**2.")
+Tanh = E("tanh", np.tanh, [lambda x, y: 1.0 - square(y)], "Hyperbolic tangent.")
+Sigmoid = E("sigmoid", scipy.special.expit, [lambda x, y: y * (1.0 - y)],
+            "Logistic 1/(1+e**-x), stable for large |x| (scipy's expit).")
+Softplus = E("softplus", lambda x: np.logaddexp(0.0, x), [lambda x, y: sigmoid(x)],
+             "log(1 + e**x), stable for large |x|.")
+Relu = E("relu", lambda x: np.maximum(x, 0), [lambda x, y: cast(x > 0, y.dtype)],
+         "max(x, 0); relu'(0) = 0.")
+
+
+# -- binary --------------------------------------------------------------------------------
+def _tie(x, y, strict_wins):
+    """Derivative of maximum/minimum for the first argument: 1 where it wins, 1/2 at ties."""
+    return cast(strict_wins, x.dtype) + 0.5 * cast(x == y, x.dtype)
+
+
+Add = E("add", np.add, [lambda x, y, o: ONE, lambda x, y, o: ONE], "x + y.", 2)
+Sub = E("sub", np.subtract, [lambda x, y, o: ONE, lambda x, y, o: MINUS_ONE], "x - y.", 2)
+Mul = E("mul", np.multiply, [lambda x, y, o: y, lambda x, y, o: x], "x * y.", 2)
+Div = E("div", np.true_divide, [lambda x, y, o: 1.0 / y, lambda x, y, o: -o / y],
+        "x / y (true division).", 2)
+Pow = E("pow", np.power,
+        [lambda x, y, o: y * x ** (y - 1.0),
+         lambda x, y, o: o * log(where(x > 0, x, 1.0))],
+        "x ** y; d/dy uses log(x) where x > 0, 0 elsewhere.", 2)
+Maximum = E("maximum", np.maximum,
+            [lambda x, y, o: _tie(x, y, x > y), lambda x, y, o: _tie(y, x, y > x)],
+            "Elementwise max; a tie sends half the gradient to each side.", 2)
+Minimum = E("minimum", np.minimum,
+            [lambda x, y, o: _tie(x, y, x < y), lambda x, y, o: _tie(y, x, y < x)],
+            "Elementwise min; a tie sends half the gradient to each side.", 2)
+
+# Comparisons give boolean nodes through which no gradient flows.
+Less = E("less", np.less, [], "x < y, boolean.", 2)
+LessEqual = E("less_equal", np.less_equal, [], "x <= y, boolean.", 2)
+Greater = E("greater", np.greater, [], "x > y, boolean.", 2)
+GreaterEqual = E("greater_equal", np.greater_equal, [], "x >= y, boolean.", 2)
+Equal = E("equal", np.equal, [], "x == y, boolean.", 2)
+NotEqual = E("not_equal", np.not_equal, [], "x != y, boolean.", 2)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Where(Op):
+    """`cond ? x : y` entry by entry; the gradient goes to the chosen side only (no 0*inf)."""
+
+    name: ClassVar[str] = "where"
+    arity: ClassVar[int] = 3
+
+    def infer(self, c, x, y):
+        if c.dtype != np.bool_:
+            raise ShapeError(f"where: the condition must be boolean, got {c.dtype}")
+        return types.broadcast_shapes(c.shape, x.shape, y.shape), np.result_type(x.dtype,
+                                                                                y.dtype)
+
+    def forward(self, c, x, y):
+        return np.where(c, x, y)
+
+    def bprop(self, inputs, out, g, i):
+        c = inputs[0]
+        if i == 0 or not types.is_float(inputs[i].dtype):
+            return None
+        return where(c, g, 0.0) if i == 1 else where(c, 0.0, g)
+
+    jvp = bprop
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Cast(Op):
+    """Convert to `dtype`; gradients flow between float dtypes only."""
+
+    name: ClassVar[str] = "cast"
+    dtype: np.dtype = np.dtype(np.float64)
+
+    def infer(self, x):
+        return x.shape, types.as_dtype(self.dtype)
+
+    def forward(self, x):
+        return x.astype(self.dtype)
+
+    def bprop(self, inputs, out, g, i):
+        x = inputs[0]
+        if not (types.is_float(x.dtype) and types.is_float(self.dtype)):
+            return None
+        return g if x.dtype == out.dtype else cast(g, x.dtype)
+
+    def jvp(self, inputs, out, t, i):
+        if not (types.is_float(inputs[0].dtype) and types.is_float(self.dtype)):
+            return None
+        return cast(t, self.dtype)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class StopGradient(Op):
+    """Identity forward; no gradient (and no tangent) flows through it."""
+
+    name: ClassVar[str] = "stop_gradient"
+
+    def infer(self, x):
+        return x.shape, x.dtype
+
+    def forward(self, x):
+        return x
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ZerosLike(Op):
+    """Zeros of its input's shape and dtype: what a disconnected gradient is."""
+
+    name: ClassVar[str] = "zeros_like"
+
+    def infer(self, x):
+        return x.shape, x.dtype
+
+    def forward(self, x):
+        return np.zeros(x.shape, x.dtype)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class OnesLike(Op):
+    """Ones of its input's shape and dtype."""
+
+    name: ClassVar[str] = "ones_like"
+
+    def infer(self, x):
+        return x.shape, x.dtype
+
+    def forward(self, x):
+        return np.ones(x.shape, x.dtype)
+
+
+# -- public functions ----------------------------------------------------------------------
+def neg(x): return build(Neg(), x)
+def exp(x): return build(Exp(), x)
+def log(x): return build(Log(), x)
+def log1p(x): return build(Log1p(), x)
+def expm1(x): return build(Expm1(), x)
+def sqrt(x): return build(Sqrt(), x)
+def square(x): return build(Square(), x)
+def abs(x): return build(Abs(), x)  # noqa: A001 - the API's name, as in NumPy
+def sign(x): return build(Sign(), x)
+def sin(x): return build(Sin(), x)
+def cos(x): return build(Cos(), x)
+def tan(x): return build(Tan(), x)
+def tanh(x): return build(Tanh(), x)
+def sigmoid(x): return build(Sigmoid(), x)
+def softplus(x): return build(Softplus(), x)
+def relu(x): return build(Relu(), x)
+def add(x, y): return build(Add(), x, y)
+def sub(x, y): return build(Sub(), x, y)
+def mul(x, y): return build(Mul(), x, y)
+def div(x, y): return build(Div(), x, y)
+def pow(x, y): return build(Pow(), x, y)  # noqa: A001
+def maximum(x, y): return build(Maximum(), x, y)
+def minimum(x, y): return build(Minimum(), x, y)
+def less(x, y): return build(Less(), x, y)
+def less_equal(x, y): return build(LessEqual(), x, y)
+def greater(x, y): return build(Greater(), x, y)
+def greater_equal(x, y): return build(GreaterEqual(), x, y)
+def equal(x, y): return build(Equal(), x, y)
+def not_equal(x, y): return build(NotEqual(), x, y)
+def stop_gradient(x): return build(StopGradient(), x)
+def zeros_like(x): return build(ZerosLike(), x)
+def ones_like(x): return build(OnesLike(), x)
+
+
+def cast(x, dtype):
+    """`x` converted to `dtype` (a no-op node is not built when the dtype already matches)."""
+    dtype = types.as_dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    return build(Cast(dtype), x)
+
+
+@atomic
+def where(cond, x, y):
+    """`x` where `cond` holds, else `y`; NumPy broadcasting."""
+    g = graph_of(cond, x, y)
+    like = x if hasattr(x, "graph") else y if hasattr(y, "graph") else None
+    return g.apply(Where(), [lift(cond, g), lift(x, g, like), lift(y, g, like)])
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class AddN(Op):
+    """The sum of any number of same-shape nodes: the book's single buffer that the
+    contributions to one gradient are added into (one node, not a chain of binary adds)."""
+
+    name: ClassVar[str] = "add_n"
+    arity: ClassVar[None] = None
+
+    def infer(self, *xs):
+        if not xs:
+            raise ShapeError("add_n needs at least one input")
+        for x in xs:
+            if not types.shape_eq(x.shape, xs[0].shape):
+                raise ShapeError("add_n: shapes " + ", ".join(
+                    types.fmt_shape(y.shape) for y in xs) + " differ")
+        return xs[0].shape, np.result_type(*(x.dtype for x in xs))
+
+    def forward(self, *xs):
+        out = np.add(xs[0], xs[1]) if len(xs) > 1 else np.array(xs[0])
+        for x in xs[2:]:
+            np.add(out, x, out=out)
+        return out
+
+    def bprop(self, inputs, out, g, i):
+        return g
+
+    def jvp(self, inputs, out, t, i):
+        return t
+
+
+@atomic
+def add_n(xs):
+    """One node summing a list of same-shape nodes (a single node passes through)."""
+    xs = list(xs)
+    if len(xs) == 1:
+        return lift(xs[0], graph_of(xs))
+    g = graph_of(xs)
+    return g.apply(AddN(), [lift(x, g) for x in xs])

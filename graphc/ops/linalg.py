@@ -1,0 +1,184 @@
+"""Linear algebra: matmul (batched, NumPy semantics), trace, diag; dot and outer derive from
+them. matmul is bilinear: its jvp applies matmul to one tangent at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+from graphc.errors import ShapeError
+from graphc.ir import types
+from graphc.ir.op import Op, register
+from graphc.ops.base import atomic, build, graph_of, lift
+from graphc.ops.elementwise import mul
+
+from graphc.ops.shape import expand_dims, reshape, squeeze, swapaxes
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class MatMul(Op):
+    """`a @ b` with NumPy's rules: batch axes broadcast, 1-D operands are promoted."""
+
+    name: ClassVar[str] = "matmul"
+    arity: ClassVar[int] = 2
+
+    def infer(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ShapeError("matmul: operands must have at least one axis; use mul for scalars")
+        k_a = a.shape[-1]
+        k_b = b.shape[-2] if b.ndim >= 2 else b.shape[0]
+        if not types.dim_eq(k_a, k_b):
+            raise ShapeError(f"matmul: contracted axes differ ({k_a} vs {k_b}) for shapes "
+                             f"{types.fmt_shape(a.shape)} @ {types.fmt_shape(b.shape)}")
+        try:
+            batch = types.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError as e:
+            raise ShapeError(f"matmul: batch axes {e}") from None
+        rows = a.shape[-2:-1] if a.ndim >= 2 else ()
+        cols = b.shape[-1:] if b.ndim >= 2 else ()
+        return batch + rows + cols, np.result_type(a.dtype, b.dtype)
+
+    def forward(self, a, b):
+        return np.matmul(a, b)
+
+    def bprop(self, inputs, out, g, i):
+        a, b = inputs
+        if i == 0:
+            if a.ndim == 1 and b.ndim == 1:
+                return g * b
+            if a.ndim == 1:        # (k,) @ (..., k, n): g is (..., n)
+                return squeeze(matmul(b, expand_dims(g, -1)), -1)
+            if b.ndim == 1:        # (..., m, k) @ (k,): g is (..., m)
+                return expand_dims(g, -1) * b
+            return matmul(g, swapaxes(b, -1, -2))
+        if a.ndim == 1 and b.ndim == 1:
+            return g * a
+        if b.ndim == 1:
+            return squeeze(matmul(expand_dims(g, -2), a), -2)
+        if a.ndim == 1:
+            return expand_dims(a, -1) * expand_dims(g, -2)
+        return matmul(swapaxes(a, -1, -2), g)
+
+    def jvp(self, inputs, out, t, i):
+        a, b = inputs
+        return matmul(t, b) if i == 0 else matmul(a, t)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class EyeLike(Op):
+    """The identity pattern of a matrix's shape (ones on the main diagonal)."""
+
+    name: ClassVar[str] = "eye_like"
+
+    def infer(self, x):
+        if x.ndim != 2:
+            raise ShapeError(f"eye_like needs a matrix, got {types.fmt_shape(x.shape)}")
+        return x.shape, x.dtype
+
+    def forward(self, x):
+        return np.eye(*x.shape, dtype=x.dtype)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Trace(Op):
+    """Sum of a matrix's main diagonal."""
+
+    name: ClassVar[str] = "trace"
+
+    def infer(self, x):
+        if x.ndim != 2:
+            raise ShapeError(f"trace needs a matrix, got {types.fmt_shape(x.shape)}")
+        return (), x.dtype
+
+    def forward(self, x):
+        return np.asarray(np.trace(x))
+
+    def bprop(self, inputs, out, g, i):
+        return g * build(EyeLike(), inputs[0])
+
+    def jvp(self, inputs, out, t, i):
+        return trace(t)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Diag(Op):
+    """NumPy's diag: a vector becomes a diagonal matrix, a matrix gives its main diagonal."""
+
+    name: ClassVar[str] = "diag"
+
+    def infer(self, x):
+        if x.ndim == 1:
+            return (x.shape[0], x.shape[0]), x.dtype
+        if x.ndim == 2:
+            m, n = x.shape
+            if isinstance(m, int) and isinstance(n, int):
+                return (builtins_min(m, n),), x.dtype
+            if types.dim_eq(m, n):
+                return (m,), x.dtype
+            raise ShapeError(f"diag of {types.fmt_shape(x.shape)}: the symbolic dimensions "
+                             "must be equal")
+        raise ShapeError(f"diag needs a vector or a matrix, got {types.fmt_shape(x.shape)}")
+
+    def forward(self, x):
+        return np.diag(x).copy()
+
+    def bprop(self, inputs, out, g, i):
+        x = inputs[0]
+        if x.ndim == 1:
+            return diag(g)
+        m, n = x.shape
+        lift_axis = 0 if isinstance(m, int) and isinstance(n, int) and m > n else 1
+        return build(EyeLike(), x) * expand_dims(g, lift_axis)
+
+    def jvp(self, inputs, out, t, i):
+        return diag(t)
+
+
+builtins_min = min
+
+
+def matmul(a, b):
+    """`a @ b`, NumPy semantics (batched, with 1-D promotion)."""
+    return build(MatMul(), a, b)
+
+
+def trace(x):
+    """Sum of the diagonal of a matrix."""
+    return build(Trace(), x)
+
+
+def diag(x):
+    """Diagonal matrix from a vector, or the diagonal of a matrix."""
+    return build(Diag(), x)
+
+
+@atomic
+def dot(a, b):
+    """NumPy's dot for scalars, vectors and matrices (matmul, or mul with a scalar)."""
+    g = graph_of(a, b)
+    a, b = lift(a, g, b if hasattr(b, "graph") else None), lift(b, g, a)
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    if a.ndim > 2 or b.ndim > 2:
+        raise ShapeError(f"dot of {types.fmt_shape(a.shape)} and {types.fmt_shape(b.shape)}: "
+                         "more than two axes; use matmul (batched) or sum of products")
+    return matmul(a, b)
+
+
+@atomic
+def outer(a, b):
+    """Outer product of two vectors (other shapes are flattened first, as in NumPy)."""
+    g = graph_of(a, b)
+    a, b = lift(a, g), lift(b, g)
+    a = a if a.ndim == 1 else reshape(a, (-1,))
+    b = b if b.ndim == 1 else reshape(b, (-1,))
+    return expand_dims(a, -1) * b
+
+
+

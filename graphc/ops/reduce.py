@@ -1,0 +1,191 @@
+"""Reductions over axes, and `sum_to`, the one place where broadcasting is undone."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+from graphc.errors import ShapeError
+from graphc.ir import types
+from graphc.ir.graph import Node
+from graphc.ir.op import Op, register
+from graphc.ops.base import as_float_dtype, atomic, build, graph_of, lift
+from graphc.ops.elementwise import cast, equal
+from graphc.ops.shape import broadcast_to, expand_dims, reshape
+
+
+class _Reduce(Op):
+    axis: tuple
+    keepdims: bool
+
+    def infer(self, x):
+        if self.keepdims:
+            shape = tuple(1 if k in self.axis else d for k, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for k, d in enumerate(x.shape) if k not in self.axis)
+        for k in self.axis:
+            if k >= x.ndim:
+                raise ShapeError(f"{self.name}: axis {k} is out of range for "
+                                 f"{types.fmt_shape(x.shape)}")
+        return shape, self.result_dtype(x.dtype)
+
+    def result_dtype(self, dtype):
+        return dtype
+
+    def keep(self, v: Node) -> Node:
+        """A reduced node with the reduced axes put back as length 1."""
+        return v if self.keepdims or not self.axis else expand_dims(v, self.axis)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Sum(_Reduce):
+    """Sum over axes; the cotangent is broadcast back over them."""
+
+    name: ClassVar[str] = "sum"
+    axis: tuple = ()
+    keepdims: bool = False
+
+    def result_dtype(self, dtype):
+        return np.sum(np.ones(1, dtype)).dtype
+
+    def forward(self, x):
+        return np.sum(x, axis=self.axis, keepdims=self.keepdims)
+
+    def bprop(self, inputs, out, g, i):
+        return broadcast_to(self.keep(g), inputs[0].shape)
+
+    def jvp(self, inputs, out, t, i):
+        return build(self, t)
+
+
+class _Extremum(_Reduce):
+    """max/min: the gradient is shared equally among the entries that attain the extremum."""
+
+    def _share(self, x, out):
+        mask = cast(equal(x, self.keep(out)), x.dtype)
+        return mask / _sum(mask, self.axis, keepdims=True)
+
+    def bprop(self, inputs, out, g, i):
+        x = inputs[0]
+        return None if not types.is_float(x.dtype) else self._share(x, out) * self.keep(g)
+
+    def jvp(self, inputs, out, t, i):
+        x = inputs[0]
+        if not types.is_float(x.dtype):
+            return None
+        return _sum(self._share(x, out) * t, self.axis, self.keepdims)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Max(_Extremum):
+    """Largest entry over axes; ties share the gradient equally."""
+
+    name: ClassVar[str] = "max"
+    axis: tuple = ()
+    keepdims: bool = False
+
+    def forward(self, x):
+        return np.max(x, axis=self.axis, keepdims=self.keepdims)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Min(_Extremum):
+    """Smallest entry over axes; ties share the gradient equally."""
+
+    name: ClassVar[str] = "min"
+    axis: tuple = ()
+    keepdims: bool = False
+
+    def forward(self, x):
+        return np.min(x, axis=self.axis, keepdims=self.keepdims)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Count(Op):
+    """How many entries `axis` of the input spans, as a float scalar.
+
+    It lets `mean` divide by a size known only at run time (a symbolic dimension).
+    """
+
+    name: ClassVar[str] = "count"
+    axis: tuple = ()
+    dtype: np.dtype = np.dtype(np.float64)
+
+    def infer(self, x):
+        return (), self.dtype
+
+    def forward(self, x):
+        return np.asarray(np.prod([x.shape[a] for a in self.axis]), dtype=self.dtype)
+
+
+def _axes(name, x, axis):
+    try:
+        return types.normalize_axes(axis, x.ndim)
+    except ValueError as e:
+        raise ShapeError(f"{name} over {types.fmt_shape(x.shape)}: {e}") from None
+
+
+def _reduce(cls, name, x, axis, keepdims):
+    x = lift(x, graph_of(x))
+    return build(cls(_axes(name, x, axis), bool(keepdims)), x)
+
+
+def _sum(x, axis=None, keepdims=False):
+    return _reduce(Sum, "sum", x, axis, keepdims)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - the API's name, as in NumPy
+    """Sum over `axis` (None: all axes)."""
+    return _sum(x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Largest entry over `axis`."""
+    return _reduce(Max, "max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """Smallest entry over `axis`."""
+    return _reduce(Min, "min", x, axis, keepdims)
+
+
+@atomic
+def mean(x, axis=None, keepdims=False):
+    """Average over `axis`: a sum divided by the count (derived, not an op of its own)."""
+    axes = _axes("mean", x, axis)
+    total = _sum(x, axes, keepdims)
+    n = types.size(tuple(x.shape[a] for a in axes))
+    dtype = as_float_dtype(total.dtype)
+    if isinstance(n, int):
+        return total * x.graph.constant(np.asarray(1.0 / n, dtype=dtype)) if n else total / 0.0
+    return total / build(Count(axes, dtype), x)
+
+
+def sum_to(v: Node, shape: types.Shape) -> Node:
+    """Undo broadcasting: sum `v` down to `shape`, which it was broadcast from.
+
+    Leading axes that broadcasting added are summed away; axes where `shape` has 1 and `v`
+    does not are summed with keepdims. This is the single place grad un-broadcasts.
+    """
+    if types.shape_eq(v.shape, shape):
+        return v
+    lead = v.ndim - len(shape)
+    if lead < 0:
+        raise ShapeError(f"cannot sum {types.fmt_shape(v.shape)} down to "
+                         f"{types.fmt_shape(shape)}")
+    axes = tuple(range(lead)) + tuple(
+        lead + k for k, d in enumerate(shape)
+        if isinstance(d, int) and d == 1 and not types.dim_eq(v.shape[lead + k], 1))
+    out = _sum(v, axes, keepdims=True) if axes else v
+    if lead:
+        out = reshape(out, shape)
+    if not types.shape_eq(out.shape, shape):
+        raise ShapeError(f"cannot sum {types.fmt_shape(v.shape)} down to "
+                         f"{types.fmt_shape(shape)}")
+    return out
