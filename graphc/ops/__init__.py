@@ -2,22 +2,63 @@
 
 from graphc.ops import operators
 from graphc.ops.elementwise import (
-    abs, add, add_n, cast, cos, div, equal, exp, expm1, greater, greater_equal, less, less_equal, log,
-    log1p, maximum, minimum, mul, neg, not_equal, ones_like, pow, relu, sigmoid, sign, sin,
-    softplus, sqrt, square, stop_gradient, sub, tan, tanh, where, zeros_like,
+    abs,
+    add,
+    add_n,
+    cast,
+    cos,
+    div,
+    equal,
+    exp,
+    expm1,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    log1p,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    not_equal,
+    ones_like,
+    pow,
+    relu,
+    sigmoid,
+    sign,
+    sin,
+    softplus,
+    sqrt,
+    square,
+    stop_gradient,
+    sub,
+    tan,
+    tanh,
+    where,
+    zeros_like,
 )
 from graphc.ops.linalg import diag, dot, matmul, outer, trace
 from graphc.ops.nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from graphc.ops.reduce import max, mean, min, sum, sum_to
 from graphc.ops.shape import (
-    broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, swapaxes, transpose,
+    broadcast_to,
+    concatenate,
+    expand_dims,
+    getitem,
+    reshape,
+    squeeze,
+    stack,
+    swapaxes,
+    transpose,
 )
 
 operators.install()
 
 __all__ = [
-    "abs", "add", "add_n", "cast", "cos", "div", "equal", "exp", "expm1", "greater", "greater_equal",
-    "less", "less_equal", "log", "log1p", "maximum", "minimum", "mul", "neg", "not_equal",
+    "abs", "add", "add_n", "cast", "cos", "div", "equal", "exp", "expm1", "greater",
+    "greater_equal", "less", "less_equal", "log", "log1p", "maximum", "minimum", "mul",
+    "neg", "not_equal",
     "ones_like", "pow", "relu", "sigmoid", "sign", "sin", "softplus", "sqrt", "square",
     "stop_gradient", "sub", "tan", "tanh", "where", "zeros_like", "diag", "dot", "matmul",
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",

@@ -13,7 +13,6 @@ from graphc.ir import types
 from graphc.ir.op import Op, register
 from graphc.ops.base import atomic, build, graph_of, lift
 from graphc.ops.elementwise import mul
-
 from graphc.ops.shape import expand_dims, reshape, squeeze, swapaxes
 
 
