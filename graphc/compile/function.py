@@ -12,8 +12,9 @@ import numpy as np
 from graphc.compile import inputs as input_checks
 from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError, NonFiniteError
-from graphc.ir import types
+from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
+from graphc.ir.op import Input
 
 
 class Function:
@@ -181,6 +182,10 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
             nodes.append(node)
         else:
             raise InputError(f"eval: feed keys must be nodes or names, got {key!r}")
+    fed = set(nodes)
+    for n in walk.ancestors(out_list, stop=fed):
+        if isinstance(n.op, Input) and n not in fed:
+            raise InputError(f"eval: missing input {n.name!r} ({input_checks.describe(n)})")
     key = ("eval", tuple(n.index for n in out_list), isinstance(outputs, Node),
            tuple(n.index for n in nodes))
     fn = graph.cache.get(key)

@@ -40,7 +40,7 @@ class Op:
 
     name: ClassVar[str] = "op"
     arity: ClassVar[int | None] = 1  # None: any number of inputs
-    differentiable: ClassVar[bool] = True
+    differentiable: ClassVar[bool] = True  # False: no gradient flows through it, by design
 
     def infer(self, *inputs: Node) -> tuple[types.Shape, np.dtype]:
         raise NotImplementedError
@@ -95,6 +95,7 @@ class Input(Op):
     """A placeholder fed at call time; its name is the key users feed it by."""
 
     name: ClassVar[str] = "input"
+    differentiable: ClassVar[bool] = False
     arity: ClassVar[int | None] = 0
 
 
@@ -104,6 +105,7 @@ class Constant(Op):
     """A value baked into the graph. Compared by identity: arrays have no cheap equality."""
 
     name: ClassVar[str] = "constant"
+    differentiable: ClassVar[bool] = False
     arity: ClassVar[int | None] = 0
     value: np.ndarray = dataclasses.field(repr=False)
 

@@ -140,6 +140,7 @@ def elementwise(name: str, fn: Callable, derivs, doc: str, arity: int = 1) -> ty
     cls = type(name.capitalize(), (Elementwise,), {
         "__doc__": doc, "name": name, "arity": arity,
         "fn": staticmethod(fn), "derivs": tuple(derivs),
+        "differentiable": any(d is not None for d in derivs),
         "__module__": "graphc.ops.elementwise",
     })
     return register(dataclasses.dataclass(frozen=True)(cls))

@@ -132,6 +132,7 @@ class StopGradient(Op):
     """Identity forward; no gradient (and no tangent) flows through it."""
 
     name: ClassVar[str] = "stop_gradient"
+    differentiable: ClassVar[bool] = False
 
     def infer(self, x):
         return x.shape, x.dtype
@@ -146,6 +147,7 @@ class ZerosLike(Op):
     """Zeros of its input's shape and dtype: what a disconnected gradient is."""
 
     name: ClassVar[str] = "zeros_like"
+    differentiable: ClassVar[bool] = False
 
     def infer(self, x):
         return x.shape, x.dtype
@@ -160,6 +162,7 @@ class OnesLike(Op):
     """Ones of its input's shape and dtype."""
 
     name: ClassVar[str] = "ones_like"
+    differentiable: ClassVar[bool] = False
 
     def infer(self, x):
         return x.shape, x.dtype
@@ -238,9 +241,11 @@ class AddN(Op):
         return xs[0].shape, np.result_type(*(x.dtype for x in xs))
 
     def forward(self, *xs):
-        out = np.add(xs[0], xs[1]) if len(xs) > 1 else np.array(xs[0])
+        out = np.add(xs[0], xs[1], dtype=np.result_type(*xs)) if len(xs) > 1 else np.array(xs[0])
+        if not isinstance(out, np.ndarray):  # 0-d sums come back as NumPy scalars
+            out = np.asarray(out)
         for x in xs[2:]:
-            np.add(out, x, out=out)
+            np.add(out, x, out=out)  # one buffer, as in the book
         return out
 
     def bprop(self, inputs, out, g, i):

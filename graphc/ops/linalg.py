@@ -72,6 +72,7 @@ class EyeLike(Op):
     """The identity pattern of a matrix's shape (ones on the main diagonal)."""
 
     name: ClassVar[str] = "eye_like"
+    differentiable: ClassVar[bool] = False
 
     def infer(self, x):
         if x.ndim != 2:

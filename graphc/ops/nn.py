@@ -107,6 +107,7 @@ class OneHot(Op):
     """Integer class ids to one-hot rows of length `depth`."""
 
     name: ClassVar[str] = "one_hot"
+    differentiable: ClassVar[bool] = False
     depth: int = 1
     dtype: np.dtype = np.dtype(np.float64)
 

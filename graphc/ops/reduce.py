@@ -114,6 +114,7 @@ class Count(Op):
     """
 
     name: ClassVar[str] = "count"
+    differentiable: ClassVar[bool] = False
     axis: tuple = ()
     dtype: np.dtype = np.dtype(np.float64)
 

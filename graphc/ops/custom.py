@@ -1,0 +1,278 @@
+"""User-defined ops: elementwise ops from a sympy formula, and applying hand-written ops.
+
+`elementwise(name, expr, args)` turns a formula into an op of the library's elementwise kind
+(`graphc.ops.base.Elementwise`): NumPy broadcasting, a forward made by `sympy.lambdify`, and
+one derivative rule per argument, `d out / d args[i]`, from which `bprop = g * d` and
+`jvp = t * d` follow. Each `d` is itself an op made the same way from `sympy.diff(expr,
+args[i])`, declared lazily the first time a gradient asks for it, so derivatives of every order
+exist and stay elementwise: the third derivative of `swish` is the op `swish_d3`.
+
+Hand-written ops are declared like the built-ins (a registered frozen dataclass subclassing
+`gc.Op`, see docs/custom-ops.md) and put into a graph with `apply`, which lifts numbers to
+constants and leaves the graph as it was when the shape rule refuses the inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import sympy
+
+from graphc.errors import GraphError
+from graphc.ir.graph import Node
+from graphc.ir.op import OPS, Op, register
+from graphc.ops.base import MINUS_ONE, ONE, Elementwise, build, graph_of, lift
+
+
+class SympyElementwise(Elementwise):
+    """An elementwise op whose forward and derivatives come from one sympy formula.
+
+    `expr` is the formula in `symbols` (one per input); `base` and `orders` say which partial
+    derivative of the user's formula this op is (all zeros for the formula itself).
+    """
+
+    expr: ClassVar[sympy.Expr]
+    symbols: ClassVar[tuple[sympy.Symbol, ...]]
+    base: ClassVar[str]
+    orders: ClassVar[tuple[int, ...]]
+    numpy_fn: ClassVar = None
+    partials: ClassVar[dict]
+
+    def forward(self, *arrays):
+        arrays = [np.asarray(a) for a in arrays]
+        dtype = np.result_type(*arrays)
+        if dtype.kind != "f":  # ints and bools give float64, like np.exp
+            dtype = np.dtype(np.float64)
+        arrays = np.broadcast_arrays(*arrays)  # lambdify's Max/Piecewise want equal shapes
+        with np.errstate(all="ignore"):
+            out = np.asarray(type(self).numpy_fn(*arrays))
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        if out.shape != shape:  # a formula free of some argument gives a smaller result
+            out = np.broadcast_to(out, shape)
+        return np.array(out, dtype=dtype)  # a fresh, writable array of the input's precision
+
+    def sympy(self, *args):
+        """This op's formula applied to sympy arguments (used by `gc.to_sympy`)."""
+        return self.expr.xreplace(dict(zip(self.symbols, args)))
+
+
+class ElementwiseFunction:
+    """A user elementwise op as a function on nodes: `swish(x)` builds a `swish` node.
+
+    `op` is the op class, `expr` and `symbols` its formula; `diff(i)` is the partial derivative
+    with respect to argument `i`, another ElementwiseFunction.
+    """
+
+    def __init__(self, op: type[SympyElementwise]):
+        self.op = op
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    @property
+    def expr(self) -> sympy.Expr:
+        return self.op.expr
+
+    @property
+    def symbols(self) -> tuple[sympy.Symbol, ...]:
+        return self.op.symbols
+
+    def __call__(self, *args) -> Node:
+        if len(args) != self.op.arity:
+            raise GraphError(f"{self.name} takes {self.op.arity} argument(s) "
+                             f"({', '.join(map(str, self.symbols))}), got {len(args)}")
+        return build(self.op(), *args)
+
+    def diff(self, i: int = 0) -> ElementwiseFunction:
+        """The partial derivative with respect to argument `i`, as an elementwise function."""
+        if not isinstance(i, int) or not 0 <= i < self.op.arity:
+            raise GraphError(f"{self.name}.diff: argument index must be in "
+                             f"[0, {self.op.arity}), got {i!r}")
+        return _partial(self.op, i)
+
+    def __repr__(self) -> str:
+        args = ", ".join(map(str, self.symbols))
+        return f"<elementwise {self.name}({args}) = {self.expr}>"
+
+
+def elementwise(name: str, expr, args) -> ElementwiseFunction:
+    """A new elementwise op from a sympy formula, differentiable to every order.
+
+    The forward is `sympy.lambdify` of `expr` (NumPy and SciPy functions, so `erf` works);
+    the derivative for each argument is `sympy.diff`, declared as an op of the same kind on
+    first use. Inputs broadcast like the built-ins. Declaring the same name again with the
+    same formula returns the op already declared.
+
+    Examples:
+        >>> import numpy as np, sympy, graphc as gc
+        >>> t = sympy.Symbol("t")
+        >>> swish = gc.elementwise("swish_doc", t / (1 + sympy.exp(-t)), [t])
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(2,))
+        >>> y = swish(x)
+        >>> np.round(y.eval({x: np.array([0.0, 1.0])}), 6)
+        array([0.      , 0.731059])
+        >>> d3 = gc.grad(gc.grad(gc.grad(y.sum(), x).sum(), x).sum(), x)
+        >>> [n.op.name for n in g.nodes if n.op.name.startswith("swish_doc")][-1]
+        'swish_doc_d3'
+    """
+    symbols = _check_symbols(name, args)
+    expr = _check_expr(name, expr, symbols)
+    orders = (0,) * len(symbols)
+    existing = OPS.get(name)
+    if existing is not None:
+        if (isinstance(existing, type) and issubclass(existing, SympyElementwise)
+                and existing.symbols == symbols and existing.expr == expr):
+            return ElementwiseFunction(existing)
+        raise GraphError(f"elementwise: an op named {name!r} is already registered "
+                         f"({existing.__module__}.{existing.__qualname__}); choose another name")
+    return ElementwiseFunction(_declare(name, name, expr, symbols, orders))
+
+
+def apply(op: Op, *args, name: str | None = None) -> Node:
+    """Put a hand-written op into the graph of its arguments (numbers become constants).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(3,))
+        >>> gc.apply(gc.ops.elementwise.Exp(), x, name="e").name
+        'e'
+    """
+    if not isinstance(op, Op):
+        raise GraphError(f"apply: expected an op instance (a gc.Op subclass, instantiated), "
+                         f"got {type(op).__name__}: {op!r}")
+    g = graph_of(*args)
+    like = next((a for a in args if isinstance(a, Node)), None)
+    with g.transaction():
+        return g.apply(op, [lift(a, g, like) for a in args], name)
+
+
+# -- declaring the ops ---------------------------------------------------------------------
+def _declare(name, base, expr, symbols, orders) -> type[SympyElementwise]:
+    """Make and register the op class for `expr`; its derivative rules declare more lazily."""
+    try:
+        fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
+    except Exception as e:  # sympy's printers raise several kinds for unknown functions
+        raise GraphError(f"elementwise {base!r}: cannot make a NumPy function of {expr}: "
+                         f"{e}") from None
+    _probe(base, fn, expr, len(symbols))
+    attrs = {
+        "__doc__": f"User elementwise op {name}({', '.join(map(str, symbols))}) = {expr}.",
+        "__module__": __name__, "name": name, "arity": len(symbols),
+        "expr": expr, "symbols": symbols, "base": base, "orders": orders,
+        "numpy_fn": staticmethod(fn), "partials": {},
+    }
+    partials = [sympy.diff(expr, s) for s in symbols]
+    attrs["derivs"] = tuple(_rule(i, d, expr) for i, d in enumerate(partials))
+    attrs["differentiable"] = any(d != 0 for d in partials)
+    cls = type(_class_name(name), (SympyElementwise,), attrs)
+    return register(dataclasses.dataclass(frozen=True)(cls))
+
+
+def _rule(i: int, d: sympy.Expr, expr: sympy.Expr):
+    """The derivative rule for input i: `(*inputs, out) -> node`, a number, or None."""
+    if d == 0:
+        return lambda *xs: None
+    if d == 1:
+        return lambda *xs: ONE
+    if d == -1:
+        return lambda *xs: MINUS_ONE
+    if d.is_number:
+        value = float(d)
+        return lambda *xs: value
+    if d == expr:  # f' = f (exp-like): reuse the output, as the built-in exp does
+        return lambda *xs: xs[-1]
+
+    def rule(*xs):
+        owner = type(xs[-1].op)
+        return _partial(owner, i)(*xs[:-1])
+
+    return rule
+
+
+def _partial(cls: type[SympyElementwise], i: int) -> ElementwiseFunction:
+    """d cls / d (argument i), declared once and cached on `cls`."""
+    fn = cls.partials.get(i)
+    if fn is None:
+        orders = tuple(k + (j == i) for j, k in enumerate(cls.orders))
+        name = _partial_name(cls.base, orders)
+        d = sympy.diff(cls.expr, cls.symbols[i])
+        existing = OPS.get(name)
+        if (existing is not None and issubclass(existing, SympyElementwise)
+                and existing.symbols == cls.symbols and existing.expr == d):
+            fn = ElementwiseFunction(existing)
+        elif existing is not None:
+            raise GraphError(f"elementwise {cls.base!r}: the name {name!r} for its derivative "
+                             f"{d} is taken by another op; rename one of them")
+        else:
+            fn = ElementwiseFunction(_declare(name, cls.base, d, cls.symbols, orders))
+        cls.partials[i] = fn
+    return fn
+
+
+def _partial_name(base: str, orders: tuple[int, ...]) -> str:
+    """`swish_d2` for a second derivative; `f_d1_0` for d f / d(first of two arguments)."""
+    if len(orders) == 1:
+        return f"{base}_d{orders[0]}"
+    return f"{base}_d" + "_".join(map(str, orders))
+
+
+def _class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) or "UserOp"
+
+
+# -- checking what the user gave -----------------------------------------------------------
+def _check_symbols(name, args) -> tuple[sympy.Symbol, ...]:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise GraphError(f"elementwise: the name must be an identifier (it names the op in "
+                         f"drawings, files and generated code), got {name!r}")
+    if isinstance(args, sympy.Symbol):
+        args = [args]
+    if not isinstance(args, (list, tuple)) or not args:
+        raise GraphError(f"elementwise {name!r}: args must be a non-empty list of sympy "
+                         f"symbols, got {args!r}")
+    for a in args:
+        if not isinstance(a, sympy.Symbol):
+            raise GraphError(f"elementwise {name!r}: args must be sympy symbols, got "
+                             f"{type(a).__name__} {a!r}")
+    if len(set(args)) != len(args):
+        raise GraphError(f"elementwise {name!r}: args {list(args)} repeat a symbol")
+    return tuple(args)
+
+
+def _check_expr(name, expr, symbols) -> sympy.Expr:
+    if isinstance(expr, str):
+        try:
+            expr = sympy.sympify(expr, locals={str(s): s for s in symbols})
+        except (sympy.SympifyError, SyntaxError, TypeError) as e:
+            raise GraphError(f"elementwise {name!r}: cannot read the formula {expr!r}: "
+                             f"{e}") from None
+    elif isinstance(expr, (int, float)):
+        expr = sympy.sympify(expr)
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.MatrixBase) \
+            or getattr(expr, "is_Matrix", False):
+        raise GraphError(f"elementwise {name!r}: expected a scalar sympy expression, got "
+                         f"{type(expr).__name__} {expr!r}")
+    extra = expr.free_symbols - set(symbols)
+    if extra:
+        raise GraphError(f"elementwise {name!r}: the formula {expr} uses "
+                         f"{sorted(map(str, extra))}, which are not among args "
+                         f"{list(symbols)}; add them to args or substitute numbers")
+    if expr.has(sympy.I) or expr.has(sympy.zoo):
+        raise GraphError(f"elementwise {name!r}: the formula {expr} is complex; graphc "
+                         "tensors are real")
+    return expr
+
+
+def _probe(name, fn, expr, arity) -> None:
+    """Run the lambdified formula once, so a function NumPy lacks fails at declaration."""
+    try:
+        with np.errstate(all="ignore"):
+            fn(*([np.full(2, 0.5)] * arity))
+    except Exception as e:  # NameError, TypeError...: whatever lambdify's code raised
+        raise GraphError(f"elementwise {name!r}: the formula {expr} has no NumPy/SciPy "
+                         f"implementation ({type(e).__name__}: {e})") from None
