@@ -4,7 +4,7 @@ The public surface of ../shared/API.md: build a graph, differentiate it (new nod
 graph), compile and run it on NumPy values.
 """
 
-from graphc.autodiff import check_grad, grad, vjp
+from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, vjp
 from graphc.compile import Function, eval, function
 from graphc.errors import (
     DisconnectedError,
@@ -16,8 +16,10 @@ from graphc.errors import (
     NonFiniteError,
     ShapeError,
 )
-from graphc.export import to_dot
+from graphc.export import GraphvizError, debugprint, load, render, save, to_dot
+from graphc.export.sympy_bridge import from_sympy, to_sympy
 from graphc.ir import Graph, Node, Op, register
+from graphc.krylov import Objective, hessian_operator, objective
 from graphc.ops import (
     abs,
     add,
@@ -78,6 +80,7 @@ from graphc.ops import (
     where,
     zeros_like,
 )
+from graphc.ops.custom import apply, elementwise
 
 __version__ = "0.1.0"
 
@@ -85,6 +88,7 @@ __all__ = [
     "Graph", "Node", "Op", "register", "grad", "vjp", "check_grad", "function", "Function", "eval",
     "GraphcError", "GraphError", "ShapeError", "InputError", "DisconnectedError", "LoadError",
     "NonFiniteError", "GradCheckError", "to_dot",
+    "render", "GraphvizError", "debugprint", "save", "load",
     "abs", "add", "add_n", "broadcast_to", "cast", "concatenate", "cos", "diag", "div", "dot",
     "equal", "exp", "expand_dims", "expm1", "getitem", "greater", "greater_equal", "less",
     "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
@@ -92,4 +96,6 @@ __all__ = [
     "relu", "reshape", "sigmoid", "sign", "sin", "softmax", "softmax_cross_entropy",
     "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum", "swapaxes",
     "tan", "tanh", "trace", "transpose", "where", "zeros_like",
+    "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
+    "elementwise", "apply", "to_sympy", "from_sympy",
 ]

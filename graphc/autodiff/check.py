@@ -12,20 +12,28 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad
 from graphc.compile.function import Function
 from graphc.errors import GradCheckError, GraphError
 from graphc.ir import types
-from graphc.ir.graph import Node
+from graphc.ir.graph import Graph, Node
 
 # Step and tolerance by dtype: a fourth-order difference has error O(eps**4) + O(ulp/eps).
 _STEP = {"float64": 1e-3, "float32": 3e-2, "float16": 1e-1}
 _TOL = {"float64": 1e-6, "float32": 3e-2, "float16": 2e-1}
 
 
-def check_grad(z, wrt, at: dict, order: int = 1, eps: float | None = None,
-               tol: float | None = None, seed: int = 0) -> float:
+def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None = None,
+               tol: float | None = None, seed: int = 0, modes=("rev", "fwd")) -> float:
     """Largest relative error of derivatives of orders 1..`order`; raises above `tol`.
+
+    Each order is checked by reverse mode (the ops' `bprop` rules) and forward mode (their
+    `jvp` rules) unless `modes` names only one, as in JAX's check_grads.
+
+    `z` is a node, differentiated with respect to the nodes `wrt` at the values `at`; or, as
+    JAX's check_grads, a function of nodes, with `wrt` the list of argument values (`at`
+    omitted): it is applied to fresh inputs of those shapes and checked in all of them.
 
     Examples:
         >>> import numpy as np, graphc as gc
@@ -34,7 +42,11 @@ def check_grad(z, wrt, at: dict, order: int = 1, eps: float | None = None,
         >>> err = gc.check_grad(gc.sin(x).sum(), x, at={x: np.array([0.1, 0.2, 0.3])}, order=2)
         >>> err < 1e-6
         True
+        >>> gc.check_grad(lambda a, b: gc.tanh(a * b), [np.ones(2), 0.5], order=3) < 1e-6
+        True
     """
+    if callable(z) and not isinstance(z, Node):
+        return _check_function(z, wrt, at, order, eps, tol, seed, modes)
     if not isinstance(z, Node):
         raise GraphError(f"check_grad: z must be a graph node, got {type(z).__name__}")
     targets = [wrt] if isinstance(wrt, Node) else list(wrt)
@@ -42,6 +54,9 @@ def check_grad(z, wrt, at: dict, order: int = 1, eps: float | None = None,
         raise GraphError("check_grad: `at` must map input nodes to values")
     if not isinstance(order, int) or order < 1:
         raise GraphError(f"check_grad: order must be a positive int, got {order!r}")
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    if not modes or not set(modes) <= {"rev", "fwd"}:
+        raise GraphError(f"check_grad: modes must name 'rev' and/or 'fwd', got {modes!r}")
     feed_nodes = list(at)
     for x in targets:
         if not any(x is n for n in feed_nodes):
@@ -61,7 +76,10 @@ def check_grad(z, wrt, at: dict, order: int = 1, eps: float | None = None,
             grads = grad(s, targets)
             directions = [rng.standard_normal(np.shape(at[x])).astype(x.dtype) for x in targets]
             s_next = ops.add_n([ops.sum(gk * g.constant(u)) for gk, u in zip(grads, directions)])
-            f = Function(feed_nodes, [s, s_next])
+            outs = {"rev": s_next}
+            if "fwd" in modes:
+                outs["fwd"] = jvp(s, targets, [g.constant(u) for u in directions])
+            f = Function(feed_nodes, [s, *outs.values()])
             base = [np.asarray(at[n]) for n in feed_nodes]
 
             def value_along(h, f=f, directions=directions):
@@ -73,16 +91,40 @@ def check_grad(z, wrt, at: dict, order: int = 1, eps: float | None = None,
 
             fd = (-value_along(2 * eps) + 8 * value_along(eps) - 8 * value_along(-eps)
                   + value_along(-2 * eps)) / (12 * eps)
-            analytic = float(f(*base)[1])
-            err = abs(fd - analytic) / max(1.0, abs(fd), abs(analytic))
-            worst = max(worst, err)
-            if not err <= tol:  # NaN fails too
-                raise GradCheckError(
-                    f"check_grad: order-{m} derivative of {z.name!r} along a random direction "
-                    f"is {analytic!r} by the graph but {fd!r} by finite differences "
-                    f"(relative error {err:.3g} > tolerance {tol:.3g})")
+            results = f(*base)[1:]
+            for mode, value in zip(outs, results):
+                if mode not in modes:
+                    continue
+                analytic = float(value)
+                err = abs(fd - analytic) / max(1.0, abs(fd), abs(analytic))
+                worst = max(worst, err)
+                if not err <= tol:  # NaN fails too
+                    how = "bprop (reverse" if mode == "rev" else "jvp (forward"
+                    raise GradCheckError(
+                        f"check_grad: order-{m} derivative of {z.name!r} along a random "
+                        f"direction is {analytic!r} by the graph's {how} mode) but {fd!r} by "
+                        f"finite differences (relative error {err:.3g} > tolerance {tol:.3g})")
             s = s_next
     return worst
+
+
+def _check_function(fn, args, at, order, eps, tol, seed, modes) -> float:
+    """check_grad of `fn(*inputs)` in all its inputs, fed with `args`, in a graph of its own."""
+    if at is not None:
+        raise GraphError("check_grad: with a function, pass the argument values as the second "
+                         "argument (a list) and no `at`")
+    if not isinstance(args, (list, tuple)):
+        args = [args]
+    values = [np.asarray(a) for a in args]
+    values = [v if v.dtype.kind == "f" else v.astype(np.float64) for v in values]
+    name = getattr(fn, "__name__", "fn")
+    g = Graph(f"check_grad({name})")
+    xs = [g.input(f"x{k}", shape=v.shape, dtype=v.dtype) for k, v in enumerate(values)]
+    z = fn(*xs)
+    if not isinstance(z, Node) or z.graph is not g:
+        raise GraphError(f"check_grad: {name} must return a node built from its arguments, "
+                         f"got {type(z).__name__}")
+    return check_grad(z, xs, dict(zip(xs, values)), order, eps, tol, seed, modes)
 
 
 def _concrete(z: Node, at: dict) -> tuple[int, ...]:

@@ -39,8 +39,14 @@ from graphc.ops.base import lift
 
 
 def prune(z: Node, targets: list[Node]) -> list[Node]:
-    """G': the ancestors of z that descend from a target, in topological order."""
-    return walk.descendants_within(walk.ancestors([z]), set(targets))
+    """G': the ancestors of z that descend from a target, in topological order.
+
+    Descent counts only through ops that let a gradient through: a node made by a
+    non-differentiable op (`count`, a comparison, `stop_gradient`) gets no gradient, so it
+    and its edges are left out rather than given gradients that nothing uses.
+    """
+    return walk.descendants_within(walk.ancestors([z]), set(targets),
+                                   through=lambda n: n.op.differentiable)
 
 
 def build_grad(V: Node, consumers: dict, grad_table: dict) -> Node | None:

@@ -1,26 +1,47 @@
 """`Function`: a compiled graph that runs on NumPy values, and `eval` for one-shot runs.
 
-A Function holds a schedule (what to run, in order, and when each value dies) and runs it
-step by step, freeing every intermediate after its last use. Calls are re-entrant: all state of
-a call lives in that call, so one Function can serve many threads.
+Compiling is: check and prune (schedule.py), rewrite to a smaller equivalent graph
+(graphc.rewrite, when `optimize`), fuse large elementwise regions (fusion.py), plan memory and
+generate one straight-line Python function (codegen.py). Compiled programs are cached by the
+structure of the pruned graph (ops, parameters, names, edges, constants), so compiling the same
+graph again costs one linear walk. A call keeps all its state in the generated function's
+locals, so one Function can serve many threads.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import numpy as np
 
+from graphc.compile import codegen
 from graphc.compile import inputs as input_checks
 from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError, NonFiniteError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Input
+from graphc.ir.op import Constant, Input
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What compiling produced, shared by every Function with the same structure."""
+
+    graph: Graph
+    schedule: Schedule
+    program: codegen.Program
+    fired: tuple[str, ...]
+    raw_size: int
+    symbolic: frozenset
 
 
 class Function:
     """A callable over NumPy arrays: `f(x_val, W_val)` or `f(x=x_val, W=W_val)`.
 
-    Build it with `gc.function(inputs, outputs)`.
+    Build it with `gc.function(inputs, outputs)`; `f.source` is the generated code and
+    `f.graph` the (optimized) graph it runs.
     """
 
     def __init__(self, inputs, outputs, optimize: bool = True, check_finite: bool = False):
@@ -38,60 +59,130 @@ class Function:
             seen.add(n)
         self.inputs: tuple[Node, ...] = tuple(in_list)
         self.outputs: tuple[Node, ...] = tuple(out_list)
-        self.graph: Graph | None = next(iter(graphs), None)
         self.optimize = optimize
         self.check_finite = check_finite
-        self.schedule: Schedule = make_schedule(in_list, out_list)
-        self._symbolic = {s.out for s in self.schedule.steps if s.node.op.free_symbols()}
+        self._compiled = compile_graph(in_list, out_list, optimize, check_finite)
+        self.graph: Graph = self._compiled.graph
+        self.schedule: Schedule = self._compiled.schedule
+        self._fn = self._compiled.program.fn
         self._resolved: dict[tuple, dict[int, object]] = {}
+        # (shape, dtype) of each input whose shape is static: arrays matching them exactly
+        # pass the call-time checks unchanged, so they skip them
+        self._exact = [(tuple(n.shape) if types.is_static(n.shape) else None, n.dtype)
+                       for n in self.inputs]
+
+    @property
+    def source(self) -> str:
+        """The generated Python source that a call runs."""
+        return self._compiled.program.source
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        """The rewrite rules that fired while compiling, in order."""
+        return self._compiled.fired
 
     def __repr__(self) -> str:
         return (f"<Function ({', '.join(n.name for n in self.inputs)}) -> "
                 f"({', '.join(n.name for n in self.outputs)}): {len(self.schedule.steps)} steps>")
 
     def __call__(self, *args, **kwargs):
-        values = input_checks.bind_args(self.inputs, args, kwargs)
-        arrays, env = input_checks.check_values(self.inputs, values)
-        results = self._run(arrays, env)
+        values = input_checks.bind_args(self.inputs, args, kwargs) if kwargs or len(args) != len(
+            self.inputs) else args
+        if all(type(v) is np.ndarray and v.dtype == d and v.shape == s
+               for v, (s, d) in zip(values, self._exact)):
+            arrays, env = list(values), {}  # what check_values would return for these
+        else:
+            arrays, env = input_checks.check_values(self.inputs, values)
+        if self.check_finite:
+            for node, arr in zip(self.inputs, arrays):
+                _check_input_finite(node, arr)
+        ops = self._ops_for(env) if self._compiled.symbolic else None
+        try:
+            results = self._fn(*arrays, ops)
+        except GraphcError:
+            raise
+        except Exception as e:  # a value the graph's types could not rule out
+            node = self._compiled.program.node_at(e.__traceback__)
+            where = (f"node {node.name!r} ({node.op.label()}, built at {node.source})"
+                     if node is not None else "the compiled function")
+            raise InputError(f"{where} failed at run time: {e}") from e
+        results = _fresh_outputs(results, arrays)
         return results[0] if self.single_output else results
 
     # -- running ----------------------------------------------------------------------------
     def _ops_for(self, env: dict) -> dict[int, object]:
         """Ops with symbolic parameters, resolved for this call's sizes (cached per sizes)."""
-        if not self._symbolic:
-            return {}
         key = tuple(sorted((str(k), v) for k, v in env.items()))
         ops = self._resolved.get(key)
         if ops is None:
-            ops = {s.out: s.node.op.resolve(env) for s in self.schedule.steps
-                   if s.out in self._symbolic}
+            sched = self.schedule
+            ops = {sched.slot[n]: n.op.resolve(env).forward for n in self._compiled.symbolic}
             self._resolved[key] = ops
         return ops
 
-    def _run(self, arrays: list[np.ndarray], env: dict) -> list[np.ndarray]:
-        sched = self.schedule
-        slots: list = [None] * len(sched.slot)
-        for node, arr in zip(self.inputs, arrays):
-            slots[sched.slot[node]] = arr
-            if self.check_finite:
-                _check_input_finite(node, arr)
-        resolved = self._ops_for(env)
-        for step in sched.steps:
-            op = resolved.get(step.out, step.node.op)
-            args = [slots[s] for s in step.args]
-            try:
-                value = op.forward(*args)
-            except GraphcError:
-                raise
-            except Exception as e:  # a value the graph's types could not rule out
-                raise InputError(f"node {step.node.name!r} ({step.node.op.label()}, built at "
-                                 f"{step.node.source}) failed at run time: {e}") from e
-            slots[step.out] = value
-            if self.check_finite:
-                _check_finite(step.node, value, args)
-            for s in step.free:
-                slots[s] = None
-        return _fresh_outputs([slots[s] for s in sched.output_slots], arrays)
+
+# -- compiling and the cache -------------------------------------------------------------------
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 256
+_LOCK = threading.Lock()
+
+
+def structure_key(inputs: list[Node], outputs: list[Node], options: tuple):
+    """A hashable description of what `outputs` compute from `inputs`, or None."""
+    from graphc.rewrite.engine import op_key
+
+    fed = set(inputs)
+    nodes = list(inputs) + [n for n in walk.ancestors(outputs, stop=fed) if n not in fed]
+    pos = {n: k for k, n in enumerate(nodes)}
+    items = []
+    for n in nodes:
+        if n in fed:
+            items.append(("in", n.name, n.shape, n.dtype.str))
+        elif isinstance(n.op, Constant):
+            v = n.op.value
+            items.append(("c", n.name, v.dtype.str, v.shape, v.tobytes()) if v.size <= 4096
+                         else ("C", n.name, n.op))
+        else:
+            items.append((op_key(n.op), n.name, n.shape, n.dtype.str,
+                          tuple(pos[x] for x in n.inputs)))
+    key = (tuple(items), tuple(pos[o] for o in outputs), options)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def compile_graph(inputs: list[Node], outputs: list[Node], optimize: bool,
+                  check_finite: bool) -> Compiled:
+    """Optimize (or just prune), fuse, schedule and generate code; cached by structure."""
+    from graphc.compile import fusion
+    from graphc.rewrite import optimize as rewrite
+
+    key = structure_key(inputs, outputs, (optimize, check_finite, fusion.allowed()))
+    if key is not None:
+        with _LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                _CACHE.move_to_end(key)
+                return hit
+    fed = set(inputs)
+    if any(isinstance(n.op, Input) and n not in fed for n in walk.ancestors(outputs, stop=fed)):
+        make_schedule(inputs, outputs)  # raises, naming the output and the missing input
+    name = outputs[0].graph.name if outputs else "f"
+    opt = rewrite(inputs, outputs, rules=None if optimize else [])
+    schedule = make_schedule(opt.inputs, opt.outputs)
+    groups = fusion.find_groups(schedule) if optimize and not check_finite else []
+    symbolic = frozenset(s.node for s in schedule.steps if s.node.op.free_symbols())
+    program = codegen.generate(schedule, name, check_finite=check_finite, groups=groups,
+                               symbolic=symbolic)
+    compiled = Compiled(opt.graph, schedule, program, tuple(opt.fired), opt.raw_size, symbolic)
+    if key is not None:
+        with _LOCK:
+            _CACHE[key] = compiled
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return compiled
 
 
 def _node_list(what: str, value) -> list[Node]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphc.errors import GraphError
-from graphc.ir import walk
+from graphc.ir import types, walk
 from graphc.ir.graph import Node
 from graphc.ir.op import Constant, Input
 
@@ -64,3 +64,47 @@ def make_schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
 
 def constant_slots(schedule: Schedule) -> dict[int, object]:
     return {s.out: s.node.op.value for s in schedule.steps if isinstance(s.node.op, Constant)}
+
+
+# -- memory plan ---------------------------------------------------------------------------
+def plan_inplace(schedule: Schedule, fresh, writes_out) -> dict[Node, Node]:
+    """Which steps write their result into a dying operand's buffer (`out=`): node -> operand.
+
+    `fresh(n)` says n's op returns a new array it owns (a ufunc result, a matmul, ...);
+    `writes_out(n)` says n's op can write into a given buffer. A buffer is reused only when:
+    it was made by a fresh step (never an input, a constant or a view of one), no output
+    shares it (outputs are never overwritten), every value that may view it (reshape,
+    transpose, an unknown op: all taken to alias their inputs) is dead after this step, and
+    it has the result's exact shape and dtype.
+    """
+    fed = set(schedule.inputs)
+    order = [s.node for s in schedule.steps]
+    roots: dict[Node, frozenset] = {}
+    for n in schedule.nodes:
+        if n in fed or not n.inputs or fresh(n):
+            roots[n] = frozenset((n,))
+        else:
+            roots[n] = frozenset().union(*(roots[x] for x in n.inputs))
+    pinned: set[Node] = set()
+    for o in schedule.outputs:
+        pinned |= roots[o]
+    death: dict[Node, int] = {}
+    for k, n in enumerate(order):
+        for x in n.inputs:
+            for r in roots[x]:
+                death[r] = k
+    plan: dict[Node, Node] = {}
+    taken: set[Node] = set()
+    for k, n in enumerate(order):
+        if not writes_out(n) or n.ndim == 0:
+            continue
+        for x in n.inputs:
+            if (x not in fed and x.inputs and roots[x] == frozenset((x,)) and fresh(x)
+                    and x not in pinned and death.get(x) == k and x.dtype == n.dtype
+                    and x not in taken and types.shape_eq(x.shape, n.shape)):
+                plan[n] = x
+                taken.add(x)
+                # the result now lives in x's buffer: it dies when n does
+                roots[n] = frozenset((n,))
+                break
+    return plan

@@ -1,26 +1,317 @@
-"""Graphviz DOT text of a graph (first version: plain, one box per node)."""
+"""Graphviz drawings of a graph: DOT text (`to_dot`) and files rendered by `dot` (`render`).
+
+The drawing is how users see what `grad` built, so it is honest before it is pretty: every node
+of the requested subgraph appears (unless constants are asked to be folded into their
+consumers' labels), the forward pass and the nodes `grad` inserted sit in separate clusters and
+colours, inputs and constants have their own shapes, each node shows its op and shape (symbolic
+dimensions by name), and an edge into a non-commutative op names the argument position.
+"""
 
 from __future__ import annotations
 
-import json
+import html
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
 
+from graphc.errors import GraphcError, GraphError
+from graphc.export.text import op_label
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
 
+RANKDIRS = ("TB", "LR", "BT", "RL")
+FORMATS = ("svg", "png", "pdf")
 
-def to_dot(graph_or_nodes) -> str:
-    """DOT text of a graph, or of the ancestors of a node or list of nodes."""
-    if isinstance(graph_or_nodes, Graph):
-        nodes, name = graph_or_nodes.nodes, graph_or_nodes.name
-    else:
-        outs = [graph_or_nodes] if isinstance(graph_or_nodes, Node) else list(graph_or_nodes)
-        nodes, name = walk.ancestors(outs), outs[0].graph.name if outs else "graph"
-    lines = [f"digraph {json.dumps(name)} {{"]
+# Ops whose value does not depend on the order of their arguments: no position on their edges.
+COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal", "not_equal", "add_n"})
+
+FONT = "Helvetica"
+STYLE = {  # role -> (node fill, node border, edge colour, cluster fill, cluster label)
+    "forward": ("#dbe9f6", "#2b6ca3", "#4a4a4a", "#f5f9fd", "forward pass"),
+    "grad": ("#fde0c5", "#c2571a", "#c2571a", "#fff8f1", "gradient: nodes inserted by grad"),
+}
+INPUT_FILL, CONST_FILL, CONST_BORDER = "#ffffff", "#f1f1f1", "#8c8c8c"
+HIGHLIGHT = "#d62728"
+
+
+class GraphvizError(GraphcError, RuntimeError):
+    """Graphviz's `dot` is missing or failed to render a drawing."""
+
+
+def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = False,
+           highlight: Iterable[Node] = (), group_scopes: bool = False,
+           cluster_roles: bool = True, title: str | None = None) -> str:
+    """DOT text of a graph, or of the ancestors of a node or list of nodes (marked as outputs).
+
+    `rankdir` is Graphviz's layout direction ("TB" top-down, "LR" left-to-right, "BT" as in
+    the book's figures); `collapse_constants` folds constants into their consumers' labels;
+    `highlight` emphasises a set of nodes (say `derivation(dW)`); `group_scopes` draws one
+    cluster per `Graph.scope`; `cluster_roles` boxes the forward pass and the gradient apart.
+
+    Examples:
+        >>> import graphc as gc
+        >>> g = gc.Graph("f")
+        >>> x = g.input("x", shape=("n",))
+        >>> y = gc.tanh(x).sum()
+        >>> src = gc.to_dot(y, rankdir="LR")
+        >>> src.splitlines()[0], "rankdir=LR" in src, src.count("->")
+        ('digraph "f" {', True, 2)
+    """
+    nodes, outputs, graph = _select(graph_or_nodes)
+    if rankdir not in RANKDIRS:
+        raise GraphError(f"to_dot: rankdir must be one of {RANKDIRS}, got {rankdir!r}")
+    marked = _node_set("highlight", highlight, graph)
+    drawn = set(nodes)
+    folded: set[Node] = set()
+    if collapse_constants:
+        used = {x for n in nodes for x in n.inputs}
+        folded = {n for n in nodes if n.op.name == "constant" and n in used and n not in outputs}
+        drawn -= folded
+
+    roles = {n.role for n in drawn}
+    clustered = cluster_roles and len(roles) > 1
+    lines = [f"digraph {_q(graph.name if title is None else title)} {{"]
+    lines.append(f"  graph [rankdir={rankdir}, fontname={_q(FONT)}, fontsize=12, "
+                 "nodesep=0.3, ranksep=0.4, newrank=true, labelloc=t];")
+    lines.append(f"  node [fontname={_q(FONT)}, fontsize=11, margin=\"0.12,0.05\", "
+                 "height=0.3];")
+    lines.append(f"  edge [fontname={_q(FONT)}, fontsize=9, arrowsize=0.7];")
+    if title is not None:
+        lines.append(f"  label={_q(title)};")
+
+    # Clusters: one per role (when both are present), then nested ones per scope inside it.
+    tree: dict = {}
     for n in nodes:
-        label = f"{n.name}\\n{n.op.label()} {types.fmt_shape(n.shape)}"
-        lines.append(f"  n{n.index} [label={json.dumps(label)}, role={json.dumps(n.role)}];")
+        if n not in drawn:
+            continue
+        path = ([n.role] if clustered else []) + (n.scope.split("/") if group_scopes
+                                                   and n.scope else [])
+        branch = tree
+        for part in path:
+            branch = branch.setdefault(part, {})
+        branch.setdefault(None, []).append(n)
+    _emit_tree(lines, tree, (), clustered, folded, marked, outputs, group_scopes, "  ")
+
     for n in nodes:
-        for x in n.inputs:
-            lines.append(f"  n{x.index} -> n{n.index};")
+        if n not in drawn:
+            continue
+        for pos, x in enumerate(n.inputs):
+            if x not in drawn:
+                continue
+            lines.append(f"  n{x.index} -> n{n.index}{_edge_attrs(x, n, pos, marked)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def render(graph_or_nodes, path, format: str | None = None, **options) -> str:  # noqa: A002
+    """Draw a graph (or the ancestors of nodes) to an svg, png or pdf file with Graphviz's dot.
+
+    The format comes from `format` or the file's suffix; `options` are those of `to_dot`.
+    Returns the path written.
+
+    Examples:
+        >>> import os, tempfile, graphc as gc
+        >>> g = gc.Graph("f")
+        >>> x = g.input("x", shape=(3,))
+        >>> _ = gc.grad(gc.exp(x).sum(), x)
+        >>> out = gc.render(g, os.path.join(tempfile.mkdtemp(), "f.svg"))
+        >>> open(out).read().count("<svg") > 0
+        True
+    """
+    return run_dot(to_dot(graph_or_nodes, **options), path, format)
+
+
+def run_dot(dot_source: str, path, format: str | None = None) -> str:  # noqa: A002
+    """Run Graphviz's `dot` on DOT text and write `path` (svg, png or pdf); returns the path.
+
+    Examples:
+        >>> import os, tempfile
+        >>> out = run_dot('digraph { a -> b }', os.path.join(tempfile.mkdtemp(), "ab.svg"))
+        >>> os.path.getsize(out) > 0
+        True
+    """
+    path = os.fspath(path)
+    fmt = (format or os.path.splitext(path)[1].lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise GraphError(f"render: cannot tell the output format of {path!r}; expected a "
+                         f"format or a file suffix among {', '.join(FORMATS)}, got {fmt!r}")
+    exe = find_dot()
+    try:
+        proc = subprocess.run([exe, f"-T{fmt}", "-o", path], input=dot_source.encode(),
+                              capture_output=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise GraphvizError(f"render: running {exe} for {path!r} failed: {e}") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip()
+        raise GraphvizError(f"render: {exe} -T{fmt} exited with status {proc.returncode} "
+                            f"writing {path!r}: {msg}")
+    return path
+
+
+def find_dot() -> str:
+    """The path of Graphviz's `dot`, or a GraphvizError that says how to install it."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizError(
+            "Graphviz's `dot` program was not found on PATH, so the drawing cannot be rendered. "
+            "Install Graphviz: `apt-get install graphviz` (Debian, Ubuntu), `brew install "
+            "graphviz` (macOS), `conda install -c conda-forge graphviz`, or see "
+            "https://graphviz.org/download/. gc.to_dot(...) gives the DOT text without it.")
+    return exe
+
+
+def derivation(node: Node) -> list[Node]:
+    """The nodes `grad` inserted to compute `node` (its ancestors of role "grad"), for
+    `to_dot(..., highlight=derivation(dW))`.
+
+    Examples:
+        >>> import graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x")
+        >>> dx = gc.grad(gc.sin(x), x)
+        >>> [n.op.name for n in derivation(dx)]
+        ['constant', 'cos', 'mul']
+    """
+    if not isinstance(node, Node):
+        raise GraphError(f"derivation: expected a graph node, got {type(node).__name__}")
+    seen: set[Node] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(x for x in n.inputs if x.role == "grad")
+    return sorted((n for n in seen if n.role == "grad" or n is node), key=lambda n: n.index)
+
+
+# -- pieces -----------------------------------------------------------------------------------
+def _select(graph_or_nodes) -> tuple[list[Node], set[Node], Graph]:
+    if isinstance(graph_or_nodes, Graph):
+        return list(graph_or_nodes.nodes), set(), graph_or_nodes
+    outs = [graph_or_nodes] if isinstance(graph_or_nodes, Node) else graph_or_nodes
+    if not isinstance(outs, (list, tuple)) or not outs:
+        raise GraphError("to_dot: expected a Graph, a node or a non-empty list of nodes, got "
+                         f"{graph_or_nodes!r}")
+    for k, n in enumerate(outs):
+        if not isinstance(n, Node):
+            raise GraphError(f"to_dot: item {k} is not a graph node but {type(n).__name__}")
+        if n.graph is not outs[0].graph:
+            raise GraphError(f"to_dot: node {n.name!r} belongs to graph {n.graph.name!r}, "
+                             f"not {outs[0].graph.name!r}")
+    return walk.ancestors(outs), set(outs), outs[0].graph
+
+
+def _node_set(what: str, nodes, graph: Graph) -> set[Node]:
+    items = [nodes] if isinstance(nodes, Node) else list(nodes)
+    for n in items:
+        if not isinstance(n, Node) or n.graph is not graph:
+            raise GraphError(f"to_dot: {what} must hold nodes of graph {graph.name!r}, got "
+                             f"{n!r}")
+    return set(items)
+
+
+def _emit_tree(lines, tree, path, clustered, folded, marked, outputs, scoped, pad):
+    for n in tree.get(None, []):
+        lines.append(f"{pad}n{n.index} {_node_attrs(n, folded, marked, outputs, scoped)};")
+    for key, sub in tree.items():
+        if key is None:
+            continue
+        sub_path = (*path, key)
+        cid = "cluster_" + "_".join(f"{len(p)}{p}" for p in sub_path)
+        lines.append(f"{pad}subgraph {_q(cid)} {{")
+        if clustered and not path:  # a role cluster
+            fill, border, _, bg, label = STYLE.get(key, STYLE["forward"])
+            lines.append(f"{pad}  label={_q(label)}; style=\"rounded,filled\"; "
+                         f"fillcolor={_q(bg)}; color={_q(border)}; fontcolor={_q(border)};")
+        else:  # a scope cluster
+            lines.append(f"{pad}  label={_q(key)}; style=\"rounded,dashed\"; color=\"#7f7f7f\"; "
+                         "fontcolor=\"#555555\";")
+        _emit_tree(lines, sub, sub_path, clustered, folded, marked, outputs, scoped, pad + "  ")
+        lines.append(f"{pad}}}")
+
+
+def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:
+    fill, border, _, _, _ = STYLE.get(n.role, STYLE["forward"])
+    shown = n.name.rsplit("/", 1)[1] if scoped and n.scope and n.name.startswith(
+        n.scope + "/") else n.name
+    shape = types.fmt_shape(n.shape)
+    dtype = "" if n.dtype.name == "float64" else f" {n.dtype.name}"
+    kind = n.op.name
+    if kind == "input":
+        attrs = {"shape": "ellipse", "style": "filled,bold", "fillcolor": INPUT_FILL,
+                 "color": border}
+        title, detail = shown, f"{shape}{dtype}"
+    elif kind == "constant":
+        attrs = {"shape": "box", "style": "rounded,filled,dashed", "fillcolor": CONST_FILL,
+                 "color": CONST_BORDER, "fontsize": "10"}
+        value = _const_text(n)
+        title = value if _auto_name(n) else f"{shown} = {value}"
+        detail = "" if n.ndim == 0 and not dtype else f"{shape}{dtype}"
+    else:
+        attrs = {"shape": "box", "style": "rounded,filled", "fillcolor": fill, "color": border}
+        op = _op_text(n, folded)
+        if _auto_name(n):
+            title, detail = op, f"{shape}{dtype}"
+        else:
+            title, detail = shown, f"{op}  {shape}{dtype}"
+    if n in marked:
+        attrs.update(color=HIGHLIGHT, penwidth="3")
+    if n in outputs:
+        attrs["peripheries"] = "2"
+    label = f"<B>{html.escape(title)}</B>"
+    if detail:
+        label += f"<BR/><FONT POINT-SIZE=\"9\">{html.escape(detail)}</FONT>"
+    tip = f"{n.name}: {n.op.label()} {shape} {n.dtype.name} role={n.role} at {_short(n.source)}"
+    parts = [f"label=<{label}>", f"tooltip={_q(tip)}"]
+    parts += [f"{k}={_q(v)}" for k, v in attrs.items()]
+    return "[" + ", ".join(parts) + "]"
+
+
+def _edge_attrs(x: Node, n: Node, pos: int, marked) -> str:
+    _, _, colour, _, _ = STYLE.get(n.role, STYLE["forward"])
+    attrs = {"color": colour}
+    if n.role != x.role:  # a forward value read by the gradient (or the reverse)
+        attrs.update(style="dashed", color=colour + "80", constraint="false")
+    if n.op.name not in COMMUTATIVE and len(n.inputs) > 1:
+        attrs.update(headlabel=str(pos), fontcolor=colour, labeldistance="1.6",
+                     labelangle="35")
+    if x in marked and n in marked:
+        attrs.update(color=HIGHLIGHT, penwidth="2.2")
+    return " [" + ", ".join(f"{k}={_q(v)}" for k, v in attrs.items()) + "]"
+
+
+def _short(source: str) -> str:
+    """A source location relative to the working directory when it lies below it."""
+    cwd = os.getcwd() + os.sep
+    return source[len(cwd):] if source.startswith(cwd) else source
+
+
+def _auto_name(n: Node) -> bool:
+    """Whether the name is the one Graph made up (`op_index`), so the op says it all."""
+    base = n.name.rsplit("/", 1)[-1]
+    stem, _, digits = base.rpartition("_")
+    return stem == n.op.name and digits.isdigit()
+
+
+def _const_text(n: Node) -> str:
+    v = n.op.value
+    if v.size == 1:
+        item = v.reshape(()).item()
+        return f"{item:.4g}" if isinstance(item, float) else str(item)
+    return f"constant{types.fmt_shape(v.shape)}"
+
+
+def _op_text(n: Node, folded: set[Node]) -> str:
+    label = op_label(n.op)
+    if not any(x in folded for x in n.inputs):
+        return label
+    args = ", ".join(("" if _auto_name(x) else x.name + "=") + _const_text(x) if x in folded
+                     else "·" for x in n.inputs)
+    return f"{label}[{args}]"
+
+
+def _q(s: str) -> str:
+    """A DOT double-quoted string."""
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -40,7 +40,7 @@ class Node:
     """
 
     __slots__ = ("graph", "op", "inputs", "shape", "dtype", "name", "role", "index", "source",
-                 "__weakref__")
+                 "scope", "__weakref__")
 
     def __init__(self, graph, op, inputs, shape, dtype, name, role, index, source):
         self.graph: Graph = graph
@@ -52,6 +52,7 @@ class Node:
         self.role: str = role
         self.index: int = index
         self.source: str = source
+        self.scope: str = ""  # the `Graph.scope` path it was built in ("layer1/attn"), or ""
 
     __hash__ = object.__hash__
 
@@ -80,7 +81,9 @@ class Node:
         raise TypeError(f"node {self.name!r} is not iterable; index it with x[i] instead")
 
     def __repr__(self) -> str:
-        args = ", ".join(i.name for i in self.inputs)
+        args = ", ".join(i.name for i in self.inputs[:4])
+        if len(self.inputs) > 4:
+            args += f", ... {len(self.inputs) - 4} more"
         op = self.op.label()
         body = f"{op}({args})" if self.inputs else op
         return (f"<Node {self.name}: {body} shape={types.fmt_shape(self.shape)} "
@@ -175,6 +178,7 @@ class Graph:
         name = self._unique(name)
         node = Node(self, op, inputs, shape, dtype, name, self._role, index,
                     user_source_line())
+        node.scope = "/".join(self._scopes)
         self.nodes.append(node)
         self._names[name] = node
         return node

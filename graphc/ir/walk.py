@@ -24,11 +24,15 @@ def ancestors(outputs: Iterable[Node], stop: set[Node] | None = None) -> list[No
     return sorted(seen, key=lambda n: n.index)
 
 
-def descendants_within(nodes: list[Node], sources: set[Node]) -> list[Node]:
-    """Those of `nodes` (topologically ordered) that are, or depend on, a node of `sources`."""
+def descendants_within(nodes: list[Node], sources: set[Node], through=None) -> list[Node]:
+    """Those of `nodes` (topologically ordered) that are, or depend on, a node of `sources`.
+
+    With `through`, a node is reached from its inputs only where `through(node)` holds.
+    """
     reached: set[Node] = set()
     for n in nodes:
-        if n in sources or any(x in reached for x in n.inputs):
+        if n in sources or ((through is None or through(n))
+                            and any(x in reached for x in n.inputs)):
             reached.add(n)
     return [n for n in nodes if n in reached]
 

@@ -27,7 +27,8 @@ def net():
     (lambda f: f(np.ones((2, 4)), np.ones(2), np.ones(3, np.float32)), "axis 1 is 4, not 3"),
     (lambda f: f(np.ones((2, 3)), np.ones(5), np.ones(3, np.float32)),
      "dimension batch is 2 .*'X'.* length 5"),
-    (lambda f: f(np.ones((2, 3)), np.ones(2), np.ones(3)), "'W': expected dtype float32, got float64"),
+    (lambda f: f(np.ones((2, 3)), np.ones(2), np.ones(3)),
+     "'W': expected dtype float32, got float64"),
     (lambda f: f(np.ones((2, 3)), np.array(["a", "b"]), np.ones(3, np.float32)), "'y'"),
 ])
 def test_bad_calls_raise_input_error_naming_the_input(net, call, message):

@@ -1,0 +1,300 @@
+"""Code generation: a schedule becomes one straight-line Python function over NumPy.
+
+Each step is one line, `name = call(args)  # op  'node name'`, in schedule order; a value is
+deleted right after its last use; an elementwise step whose operand dies there writes into
+that operand's buffer (`out=`, see `schedule.plan_inplace`); a fused group (fusion.py) is one
+kernel call. Variable names come from node names, reduced to `[A-Za-z0-9_]`, so no user string
+ever reaches the source as code (comments show names through `ascii()`). The source is compiled
+once; the function keeps no state between calls, so threads can share it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import keyword
+import linecache
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.compile.schedule import Schedule, plan_inplace
+from graphc.ir.graph import Node
+from graphc.ir.op import OPS, Constant
+
+# Library elementwise ops that are NumPy ufunc calls, written out; `{}` are the operands.
+SPECIAL_FORMS = {"relu": ("np.maximum", "{0}, 0"), "softplus": ("np.logaddexp", "0.0, {0}")}
+# Ops that always return a new array they own (for ndim >= 1): safe to overwrite once dead.
+FRESH_OPS = frozenset({
+    "add_n", "matmul", "max", "min", "softmax", "log_softmax", "logsumexp", "zeros_like",
+    "ones_like", "eye_like", "scatter_index", "where", "concatenate", "stack", "cast",
+    "one_hot", "diag", "softmax_cross_entropy", "scatter_add"})
+RESERVED = frozenset({"np", "self"})
+
+
+def ufunc_of(node: Node):
+    """The NumPy ufunc a library elementwise node calls, or None."""
+    cls = type(node.op)
+    if OPS.get(cls.__dict__.get("name", "")) is not cls:
+        return None
+    if cls.__module__ != "graphc.ops.elementwise":
+        return None
+    fn = cls.__dict__.get("fn")
+    fn = getattr(fn, "__func__", fn)
+    return fn if isinstance(fn, np.ufunc) else None
+
+
+def writes_out(node: Node) -> bool:
+    """True when the node's step can be given an output buffer."""
+    if node.op.name in SPECIAL_FORMS and OPS.get(node.op.name) is type(node.op):
+        return True
+    return ufunc_of(node) is not None
+
+
+def is_fresh(node: Node) -> bool:
+    """True when the node's op returns a new array it owns (for ndim >= 1)."""
+    if node.ndim == 0:
+        return False
+    if writes_out(node):
+        return True
+    name = node.op.name
+    if name == "sum":
+        return bool(node.op.axis)
+    if name == "scatter_add":
+        from graphc.rewrite.scatter import ScatterAdd
+        return type(node.op) is ScatterAdd
+    return name in FRESH_OPS and OPS.get(name) is type(node.op)
+
+
+def identifier(name: str) -> str:
+    """A Python identifier made of `[A-Za-z0-9_]` from any node name."""
+    s = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_")
+    if not s or not s[0].isalpha():
+        s = "v" + ("_" + s if s else "")
+    if keyword.iskeyword(s) or s in RESERVED:
+        s += "_"
+    return s
+
+
+@dataclass
+class Program:
+    """Generated source, the compiled function, and which line runs which node."""
+
+    source: str
+    fn: object
+    filename: str
+    line_nodes: dict[int, Node] = field(default_factory=dict)
+
+    def node_at(self, tb) -> Node | None:
+        """The node whose line raised, from a traceback."""
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return self.line_nodes.get(line)
+
+
+_counter = itertools.count()
+
+
+def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
+             check_finite: bool = False, groups=(), symbolic=frozenset()) -> Program:
+    """Emit and compile the schedule; `groups` are fused kernels, `symbolic` the nodes whose
+    op is resolved per call (passed in `_ops`, keyed by the node's slot)."""
+    fed = set(schedule.inputs)
+    names: dict[Node, str] = {}
+    taken: set[str] = set()
+
+    def var(n: Node, prefix: str = "") -> str:
+        base = prefix + identifier(n.name)
+        v, k = base, 1
+        while v in taken:
+            v, k = f"{base}_{k}", k + 1
+        taken.add(v)
+        names[n] = v
+        return v
+
+    env: dict[str, object] = {"np": np}
+    for x in schedule.inputs:
+        var(x)
+    params = [names[x] for x in schedule.inputs]
+    for s in schedule.steps:
+        if isinstance(s.node.op, Constant):
+            env[var(s.node, "c_")] = s.node.op.value
+    plan = plan_inplace(schedule, is_fresh, writes_out) if inplace and not check_finite else {}
+    member = {}
+    for g in groups:
+        for n in g.nodes:
+            member[n] = g
+    order = _units(schedule, member)
+    last: dict[Node, int] = {}
+    for k, unit in enumerate(order):
+        for n in unit.inputs:
+            last[n] = k
+    keep = set(schedule.outputs) | fed
+    lines: list[str] = []
+    line_nodes: dict[int, Node] = {}
+    head = f"def {identifier(name)}({', '.join(params + ['_ops'])}):"
+    for k, unit in enumerate(order):
+        if unit.group is None:
+            n = unit.nodes[0]
+            if isinstance(n.op, Constant):
+                continue
+            args = [names[x] for x in n.inputs]
+            into = plan.get(n)
+            target = var(n)
+            call = _call(n, args, env, schedule.slot[n] if n in symbolic else None,
+                         names[into] if into is not None else None)
+            comment = f"  # {n.op.label()}  {ascii(n.name)}"
+            line_nodes[len(lines) + 2] = n
+            lines.append(f"    {target} = {call}{comment}")
+            if check_finite:
+                env[f"_n{k}"] = n
+                packed = "".join(a + ", " for a in args)
+                lines.append(f"    _check(_n{k}, {target}, ({packed}))")
+        else:
+            g = unit.group
+            outs = [var(n) for n in g.outputs]
+            kname = f"_kernel{k}"
+            env[kname] = g.kernel
+            args = [f"{names[x]}[()]" if x.ndim == 0 else names[x] for x in g.inputs]
+            line_nodes[len(lines) + 2] = g.outputs[0]
+            lines.append(f"    {', '.join(outs)}{',' if len(outs) == 1 else ''} = "
+                         f"{kname}({', '.join(args)})  # fused: "
+                         + ", ".join(n.op.name for n in g.nodes))
+        dead = sorted({names[x] for x in unit.inputs
+                       if last.get(x) == k and x not in keep
+                       and not isinstance(x.op, Constant)})
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
+    lines.append(f"    return [{', '.join(names[o] for o in schedule.outputs)}]")
+    source = "\n".join([head, *lines]) + "\n"
+    filename = f"<graphc-generated-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    if check_finite:
+        from graphc.compile.function import _check_finite
+        env["_check"] = _check_finite
+    exec(compile(source, filename, "exec"), env)  # noqa: S102 - our own generated source
+    return Program(source, env[identifier(name)], filename, line_nodes)
+
+
+def _call(n: Node, args: list[str], env: dict, slot, into: str | None) -> str:
+    out = f", out={into}" if into is not None else ""
+    if slot is not None:
+        return f"_ops[{int(slot)}]({', '.join(args)})"
+    special = SPECIAL_FORMS.get(n.op.name)
+    if special is not None and OPS.get(n.op.name) is type(n.op):
+        fn, form = special
+        return f"{fn}({form.format(*args)}{out})"
+    inline = _inline(n, args)
+    if inline is not None:
+        return inline
+    uf = ufunc_of(n)
+    if uf is not None:
+        if getattr(np, uf.__name__, None) is uf:
+            fn = f"np.{uf.__name__}"
+        else:
+            fn = "_" + identifier(uf.__name__)
+            env[fn] = uf
+        return f"{fn}({', '.join(args)}{out})"
+    fn = f"_{identifier(n.op.name)}_{n.index}"
+    env[fn] = n.op.forward
+    return f"{fn}({', '.join(args)})"
+
+
+def _literal(value) -> str | None:
+    """Python source for an op parameter made of ints, None, slices, Ellipsis and tuples of
+    them (never a str), or None when the value is anything else."""
+    if value is None or value is Ellipsis:
+        return repr(value)
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, (int, np.integer)):
+        return repr(int(value))
+    if isinstance(value, slice):
+        parts = [_literal(p) for p in (value.start, value.stop, value.step)]
+        return None if None in parts else f"slice({', '.join(parts)})"
+    if isinstance(value, tuple):
+        parts = [_literal(p) for p in value]
+        if None in parts:
+            return None
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    return None
+
+
+def _inline(n: Node, args: list[str]) -> str | None:
+    """NumPy written out for the shape ops, sum and matmul of the library: the same call the
+    op's forward makes, without the method call around it."""
+    name = n.op.name
+    if OPS.get(name) is not type(n.op) or n.op.free_symbols():
+        return None
+    p = n.op.params()
+    if name == "matmul":
+        return f"np.matmul({args[0]}, {args[1]})"
+    if name == "sum" and p["axis"]:
+        axis = _literal(tuple(p["axis"]))
+        return f"np.add.reduce({args[0]}, axis={axis}, keepdims={bool(p['keepdims'])})"
+    if name in ("reshape", "expand_dims", "squeeze") and all(isinstance(d, int) for d in n.shape):
+        return f"{args[0]}.reshape({_literal(tuple(n.shape))})"
+    if name == "transpose" and (axes := _literal(tuple(p["axes"]))) is not None:
+        return f"{args[0]}.transpose({axes})"
+    if name == "getitem" and (index := _literal(tuple(p["index"]))) is not None:
+        return f"{args[0]}[{index}]"
+    if name == "broadcast_to" and all(isinstance(d, int) for d in n.shape):
+        return f"np.broadcast_to({args[0]}, {_literal(tuple(n.shape))})"
+    if name == "cast" and n.dtype.name.isidentifier() and hasattr(np, n.dtype.name):
+        return f"{args[0]}.astype(np.{n.dtype.name})"
+    return None
+
+
+@dataclass
+class _Unit:
+    nodes: list
+    inputs: list
+    group: object = None
+
+
+def _units(schedule: Schedule, member: dict) -> list[_Unit]:
+    """Steps and fused groups in an order that respects every dependency (Kahn's algorithm,
+    earliest original position first)."""
+    import heapq
+
+    steps = [s.node for s in schedule.steps]
+    units: list[_Unit] = []
+    unit_of: dict[Node, int] = {}
+    seen_groups: dict[int, int] = {}
+    for n in steps:
+        g = member.get(n)
+        if g is None:
+            unit_of[n] = len(units)
+            units.append(_Unit([n], list(dict.fromkeys(n.inputs))))
+        elif id(g) not in seen_groups:
+            seen_groups[id(g)] = len(units)
+            for m in g.nodes:
+                unit_of[m] = len(units)
+            units.append(_Unit(list(g.nodes), list(g.inputs), g))
+    if not member:
+        return units
+    deps = [set() for _ in units]
+    users: list[list[int]] = [[] for _ in units]
+    for k, u in enumerate(units):
+        for x in u.inputs:
+            j = unit_of.get(x)
+            if j is not None and j != k and j not in deps[k]:
+                deps[k].add(j)
+                users[j].append(k)
+    count = [len(d) for d in deps]
+    heap = [k for k, c in enumerate(count) if c == 0]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        k = heapq.heappop(heap)
+        out.append(units[k])
+        for j in users[k]:
+            count[j] -= 1
+            if count[j] == 0:
+                heapq.heappush(heap, j)
+    if len(out) != len(units):
+        raise RuntimeError("fused groups form a cycle; fusion must keep groups convex")
+    return out

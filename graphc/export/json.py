@@ -1,0 +1,520 @@
+"""Save and load graphs as versioned JSON (`save`, `load`); never pickle, never eval.
+
+The format (version 1, documented in docs/inspection.md):
+
+    {"format": "graphc", "version": 1, "name": "mlp",
+     "nodes": [{"name": "X", "op": "input", "inputs": [], "shape": ["batch", 784],
+                "dtype": "float32", "role": "forward", "scope": ""},
+               {"name": "c", "op": "constant", "inputs": [], "shape": [3], "dtype": "float64",
+                "role": "forward", "scope": "", "value": {"dtype": "float64", "shape": [3],
+                "data": "<base64 of the little-endian bytes, C order>"}},
+               {"name": "s", "op": "sum", "inputs": [1], "params": {"axis": [0],
+                "keepdims": false}, "shape": [], ...}]}
+
+Nodes are listed in the graph's insertion order and refer to their inputs by position in that
+list, so a file can only describe a DAG. An op is its registered name; its parameters are JSON
+values, with tuples as lists and tagged objects for the rest ({"dim": "2*batch"},
+{"dtype": "int64"}, {"slice": [start, stop, step]}, {"ellipsis": true}). A symbolic dimension
+is a string holding an arithmetic expression over names and integers, read with `ast` and
+rebuilt with sympy operators from a fixed table: no text of the file is ever executed.
+
+`load` rebuilds every node through `Graph.apply`, so each op's own shape rule re-checks the
+file, and compares the result with the recorded shape and dtype. Any problem raises
+`LoadError` naming the file and the location (`nodes[12].params.axis`).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import dataclasses
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+import sympy
+
+from graphc.errors import GraphcError, GraphError, LoadError
+from graphc.ir import types
+from graphc.ir.graph import ROLES, Graph, Node
+from graphc.ir.op import OPS, Constant, Input
+
+FORMAT = "graphc"
+VERSION = 1
+MAX_BYTES = 1 << 30  # largest total of constant data (decoded) that load accepts by default
+DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "float32", "float64")
+NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
+MAX_DIM_TEXT = 200  # characters of one symbolic dimension expression
+
+# The only functions a dimension expression may call, and the operators it may use.
+DIM_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod,
+             "Max": sympy.Max, "Min": sympy.Min}
+DIM_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+              ast.Pow: lambda a, b: a ** b, ast.FloorDiv: lambda a, b: sympy.floor(a / b),
+              ast.Mod: lambda a, b: sympy.Mod(a, b)}
+
+
+# -- save -------------------------------------------------------------------------------------
+def save(graph: Graph, path) -> str:
+    """Write `graph` to a JSON file that `load` reads back; returns the path.
+
+    Examples:
+        >>> import os, tempfile, numpy as np, graphc as gc
+        >>> g = gc.Graph("f")
+        >>> x = g.input("x", shape=("n",))
+        >>> y = (2.0 * gc.exp(x)).sum()
+        >>> path = gc.save(g, os.path.join(tempfile.mkdtemp(), "f.json"))
+        >>> g2 = gc.load(path)
+        >>> [n.name for n in g2.nodes] == [n.name for n in g.nodes]
+        True
+        >>> float(g2.nodes[-1].eval({"x": np.zeros(3)}))
+        6.0
+    """
+    text = dumps(graph)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".graphc-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def dumps(graph: Graph) -> str:
+    """The JSON text of a graph (what `save` writes)."""
+    return json.dumps(to_data(graph), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def to_data(graph: Graph) -> dict:
+    """The graph as plain JSON data: dicts, lists, strings, numbers."""
+    if not isinstance(graph, Graph):
+        raise GraphError(f"save: expected a Graph, got {type(graph).__name__}")
+    nodes = []
+    for n in graph.nodes:
+        entry = {"name": n.name, "op": n.op.name, "inputs": [x.index for x in n.inputs],
+                 "shape": [_dim_to_json(d, n) for d in n.shape], "dtype": n.dtype.name,
+                 "role": n.role, "scope": n.scope}
+        if isinstance(n.op, Constant):
+            entry["value"] = _array_to_json(n.op.value)
+        elif not isinstance(n.op, Input) and n.op.params():
+            entry["params"] = {k: _param_to_json(v, n, k) for k, v in n.op.params().items()}
+        nodes.append(entry)
+    return {"format": FORMAT, "version": VERSION, "name": graph.name, "nodes": nodes}
+
+
+def _dim_to_json(d, n: Node):
+    if isinstance(d, int):
+        return d
+    text = str(d)
+    if len(text) > MAX_DIM_TEXT or not types.dim_eq(_parse_dim(text, "shape"), d):
+        raise GraphError(f"save: node {n.name!r} has the dimension {text!r}, which the file "
+                         "format cannot represent")
+    return text
+
+
+def _param_to_json(v, n: Node, key: str):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            raise GraphError(f"save: node {n.name!r} parameter {key!r} is {v}; only finite "
+                             "numbers can be saved")
+        return float(v)
+    if isinstance(v, (tuple, list)):
+        return [_param_to_json(x, n, key) for x in v]
+    if isinstance(v, slice):
+        return {"slice": [_param_to_json(x, n, key) for x in (v.start, v.stop, v.step)]}
+    if v is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(v, np.dtype):
+        return {"dtype": v.name}
+    if isinstance(v, sympy.Expr):
+        return {"dim": _dim_to_json(v, n)}
+    raise GraphError(f"save: node {n.name!r} parameter {key!r} = {v!r} of type "
+                     f"{type(v).__name__} has no JSON form")
+
+
+def _array_to_json(a: np.ndarray) -> dict:
+    le = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return {"dtype": a.dtype.name, "shape": list(a.shape),
+            "data": base64.b64encode(le.tobytes()).decode("ascii")}
+
+
+# -- load -------------------------------------------------------------------------------------
+def load(path, max_bytes: int = MAX_BYTES) -> Graph:
+    """Read a graph written by `save`, checking everything; a bad file raises LoadError.
+
+    `max_bytes` bounds the constants' decoded size (and so the file's size).
+
+    Examples:
+        >>> import os, tempfile, graphc as gc
+        >>> path = os.path.join(tempfile.mkdtemp(), "bad.json")
+        >>> _ = open(path, "w").write('{"format": "graphc", "version": 99, "nodes": []}')
+        >>> gc.load(path)
+        Traceback (most recent call last):
+        ...
+        graphc.errors.LoadError: ...bad.json: version: this graphc reads version 1, the file has 99
+    """
+    where = os.fspath(path)
+    try:
+        size = os.path.getsize(where)
+        if size > 2 * max_bytes + (1 << 20):
+            raise LoadError(f"{where}: the file has {size} bytes, more than allowed for "
+                            f"max_bytes={max_bytes}")
+        with open(where, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise LoadError(f"{where}: cannot read the file: {e}") from None
+    return loads(raw, max_bytes=max_bytes, where=where)
+
+
+def loads(text: str | bytes, max_bytes: int = MAX_BYTES, where: str = "<string>") -> Graph:
+    """A graph from JSON text (what `load` does after reading the file)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LoadError(f"{where}: not UTF-8 text: {e}") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise LoadError(f"{where}: not valid JSON: {e.msg} (line {e.lineno}, column "
+                        f"{e.colno})") from None
+    except RecursionError:
+        raise LoadError(f"{where}: JSON nested too deeply") from None
+    except _NonFinite as e:
+        raise LoadError(f"{where}: {e} is not allowed; JSON numbers must be finite") from None
+    return from_data(data, max_bytes=max_bytes, where=where)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(token: str):
+    raise _NonFinite(token)
+
+
+def from_data(data, max_bytes: int = MAX_BYTES, where: str = "<data>") -> Graph:
+    """A graph from JSON data (dicts and lists), validated as `load` does."""
+    try:
+        return _Reader(where, max_bytes).graph(data)
+    except LoadError:
+        raise
+    except (RecursionError, MemoryError, OverflowError) as e:
+        raise LoadError(f"{where}: {type(e).__name__}: {e}") from None
+
+
+class _Reader:
+    """Validating reader: every check names its location inside the file."""
+
+    def __init__(self, where: str, max_bytes: int):
+        self.where = where
+        self.budget = max_bytes
+
+    def fail(self, loc: str, msg: str):
+        raise LoadError(f"{self.where}: {loc}: {msg}")
+
+    def graph(self, data) -> Graph:
+        if not isinstance(data, dict):
+            self.fail("top level", f"expected a JSON object, got {_kind(data)}")
+        if data.get("format") != FORMAT:
+            self.fail("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
+        version = data.get("version")
+        if version != VERSION or isinstance(version, bool):
+            self.fail("version", f"this graphc reads version {VERSION}, the file has {version!r}")
+        extra = set(data) - {"format", "version", "name", "nodes"}
+        if extra:
+            self.fail("top level", f"unknown keys {sorted(extra)}")
+        name = data.get("name", "graph")
+        if not isinstance(name, str):
+            self.fail("name", f"expected a string, got {_kind(name)}")
+        entries = data.get("nodes")
+        if not isinstance(entries, list):
+            self.fail("nodes", f"expected a list, got {_kind(entries)}")
+        self.check_order(entries)
+        g = Graph(name)
+        for k, entry in enumerate(entries):
+            self.node(g, k, entry)
+        return g
+
+    def check_order(self, entries: list) -> None:
+        """Inputs must point backwards; otherwise tell a cycle from a mere misordering."""
+        import networkx as nx
+
+        dg = nx.DiGraph()
+        bad = None
+        for k, e in enumerate(entries):
+            ins = e.get("inputs") if isinstance(e, dict) else None
+            if not isinstance(ins, list):
+                continue
+            for j in ins:
+                if isinstance(j, int) and not isinstance(j, bool) and 0 <= j < len(entries):
+                    dg.add_edge(j, k)
+                    if j >= k and bad is None:
+                        bad = (k, j)
+        if bad is None:
+            return
+        try:
+            cycle = nx.find_cycle(dg)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join(f"nodes[{a}]" for a, _ in cycle) + f" -> nodes[{cycle[0][0]}]"
+            self.fail(f"nodes[{bad[0]}].inputs", f"the inputs form a cycle: {path}")
+        self.fail(f"nodes[{bad[0]}].inputs", f"refers to nodes[{bad[1]}], which comes later; "
+                  "nodes must be listed inputs first (a topological order)")
+
+    def node(self, g: Graph, k: int, e) -> None:
+        loc = f"nodes[{k}]"
+        if not isinstance(e, dict):
+            self.fail(loc, f"expected a JSON object, got {_kind(e)}")
+        extra = set(e) - NODE_KEYS
+        if extra:
+            self.fail(loc, f"unknown keys {sorted(extra)}")
+        name = self.field(e, loc, "name", str)
+        if not name:
+            self.fail(f"{loc}.name", "expected a non-empty string")
+        if name in g._names:
+            self.fail(f"{loc}.name", f"{name!r} is already the name of an earlier node")
+        loc = f"nodes[{k}] ({name!r})"
+        op_name = self.field(e, loc, "op", str)
+        cls = OPS.get(op_name)
+        if cls is None:
+            self.fail(f"{loc}.op", f"unknown op {op_name!r}; this graphc registers "
+                      f"{len(OPS)} ops (is a custom op's module imported?)")
+        role = self.field(e, loc, "role", str)
+        if role not in ROLES:
+            self.fail(f"{loc}.role", f"expected one of {ROLES}, got {role!r}")
+        scope = self.field(e, loc, "scope", str)
+        if scope and (any(not p for p in scope.split("/"))):
+            self.fail(f"{loc}.scope", f"expected names joined by '/', got {scope!r}")
+        shape = self.shape(e.get("shape"), f"{loc}.shape")
+        dtype = self.dtype(e.get("dtype"), f"{loc}.dtype")
+        ins = self.field(e, loc, "inputs", list)
+        for j, i in enumerate(ins):
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < k:
+                self.fail(f"{loc}.inputs[{j}]", f"expected the position of an earlier node "
+                          f"(0..{k - 1}), got {i!r}")
+        if cls.arity is not None and len(ins) != cls.arity:
+            self.fail(f"{loc}.inputs", f"{op_name} takes {cls.arity} inputs, got {len(ins)}")
+        if "value" in e and cls is not Constant:
+            self.fail(f"{loc}.value", f"only constants have a value, not {op_name}")
+        inputs = [g.nodes[i] for i in ins]
+        try:
+            with g.role(role):
+                if cls is Input:
+                    self.no_params(e, loc)
+                    node = g.input(name, shape, dtype)
+                elif cls is Constant:
+                    self.no_params(e, loc)
+                    value = self.array(e.get("value"), f"{loc}.value")
+                    node = g.constant(value, name=name)
+                else:
+                    op = self.op(cls, e.get("params", {}), f"{loc}.params")
+                    node = g.apply(op, inputs, name=name)
+        except LoadError:
+            raise
+        except GraphcError as e2:
+            self.fail(loc, f"{op_name} rejects its inputs or parameters: {e2}")
+        except Exception as e2:  # an op's own checks, on values no graph could hold
+            self.fail(loc, f"{op_name} could not be built: {type(e2).__name__}: {e2}")
+        node.scope = scope
+        if node.name != name:
+            self.fail(f"{loc}.name", f"could not be kept (became {node.name!r})")
+        if not types.shape_eq(node.shape, shape):
+            self.fail(f"{loc}.shape", f"the file says {types.fmt_shape(shape)} but {op_name} "
+                      f"of the inputs gives {types.fmt_shape(node.shape)}")
+        if node.dtype != dtype:
+            self.fail(f"{loc}.dtype", f"the file says {dtype.name} but {op_name} of the "
+                      f"inputs gives {node.dtype.name}")
+
+    def field(self, e: dict, loc: str, key: str, kind: type):
+        if key not in e:
+            self.fail(loc, f"missing key {key!r}")
+        v = e[key]
+        if not isinstance(v, kind):
+            self.fail(f"{loc}.{key}", f"expected a {kind.__name__}, got {_kind(v)}")
+        return v
+
+    def no_params(self, e: dict, loc: str) -> None:
+        if e.get("params"):
+            self.fail(f"{loc}.params", "inputs and constants take no parameters")
+
+    def shape(self, v, loc: str) -> tuple:
+        if not isinstance(v, list):
+            self.fail(loc, f"expected a list of dimensions, got {_kind(v)}")
+        if len(v) > 64:
+            self.fail(loc, f"rank {len(v)} is more than 64")
+        return tuple(self.dim(d, f"{loc}[{k}]") for k, d in enumerate(v))
+
+    def dim(self, d, loc: str):
+        if isinstance(d, int) and not isinstance(d, bool):
+            if d < 0:
+                self.fail(loc, f"a dimension must be >= 0, got {d}")
+            return d
+        if isinstance(d, str):
+            try:
+                dim = types.as_dim(_parse_dim(d, loc))
+            except ValueError as e:
+                self.fail(loc, str(e))
+            if dim < 0 if isinstance(dim, int) else (dim.is_negative or dim.is_integer is False):
+                self.fail(loc, f"a dimension must be an integer >= 0, got {d!r}")
+            return dim
+        self.fail(loc, f"expected an int or a dimension expression, got {_kind(d)}")
+
+    def dtype(self, v, loc: str) -> np.dtype:
+        if v not in DTYPES:
+            self.fail(loc, f"expected one of {', '.join(DTYPES)}, got {v!r}")
+        return np.dtype(v)
+
+    def array(self, v, loc: str) -> np.ndarray:
+        if not isinstance(v, dict) or set(v) != {"dtype", "shape", "data"}:
+            self.fail(loc, "expected an object with exactly the keys dtype, shape, data")
+        dtype = self.dtype(v["dtype"], f"{loc}.dtype")
+        shape = self.shape(v["shape"], f"{loc}.shape")
+        if not all(isinstance(d, int) for d in shape):
+            self.fail(f"{loc}.shape", "a constant's shape must be made of ints")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > self.budget:
+            self.fail(loc, f"{nbytes} bytes of constant data exceed the {self.budget} bytes "
+                      "left under max_bytes")
+        self.budget -= nbytes
+        data = v["data"]
+        if not isinstance(data, str):
+            self.fail(f"{loc}.data", f"expected a base64 string, got {_kind(data)}")
+        if len(data) != 4 * math.ceil(nbytes / 3):
+            self.fail(f"{loc}.data", f"{len(data)} base64 characters cannot hold the {nbytes} "
+                      f"bytes of a {dtype.name} array of shape {types.fmt_shape(shape)}")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as e:
+            self.fail(f"{loc}.data", f"not valid base64: {e}")
+        if len(raw) != nbytes:
+            self.fail(f"{loc}.data", f"decodes to {len(raw)} bytes, expected {nbytes}")
+        arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+        if dtype == np.bool_ and not np.isin(np.frombuffer(raw, np.uint8), (0, 1)).all():
+            self.fail(f"{loc}.data", "boolean bytes must be 0 or 1")
+        return arr
+
+    def op(self, cls, params, loc: str):
+        if not isinstance(params, dict):
+            self.fail(loc, f"expected a JSON object, got {_kind(params)}")
+        if not dataclasses.is_dataclass(cls):
+            if params:
+                self.fail(loc, f"{cls.name} takes no parameters")
+            return cls()
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = set(params) - set(fields)
+        if unknown:
+            self.fail(loc, f"{cls.name} has no parameters {sorted(unknown)}; it takes "
+                      f"{sorted(fields) or 'none'}")
+        kwargs = {}
+        for key, raw in params.items():
+            value = self.param(raw, f"{loc}.{key}")
+            default = fields[key].default
+            if default is not dataclasses.MISSING and default is not None:
+                self.check_kind(value, default, f"{loc}.{key}")
+            kwargs[key] = value
+        missing = [k for k, f in fields.items() if k not in kwargs and f.default is
+                   dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            self.fail(loc, f"{cls.name} needs the parameters {missing}")
+        try:
+            op = cls(**kwargs)
+        except Exception as e:
+            self.fail(loc, f"{cls.name} rejects these parameters: {type(e).__name__}: {e}")
+        return op
+
+    def check_kind(self, value, default, loc: str) -> None:
+        """A parameter must have the kind of the field's default (tuple, bool, int, dtype)."""
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or isinstance(
+                value, sympy.Expr)
+        elif isinstance(default, np.dtype):
+            ok = isinstance(value, np.dtype)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            self.fail(loc, f"expected a {type(default).__name__}, got {_kind(value)}")
+
+    def param(self, v, loc: str):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, list):
+            return tuple(self.param(x, f"{loc}[{k}]") for k, x in enumerate(v))
+        if isinstance(v, dict) and len(v) == 1:
+            (tag, body), = v.items()
+            if tag == "dim":
+                d = self.dim(body, f"{loc}.dim")
+                return d
+            if tag == "dtype":
+                return self.dtype(body, f"{loc}.dtype")
+            if tag == "ellipsis" and body is True:
+                return Ellipsis
+            if tag == "slice" and isinstance(body, list) and len(body) == 3:
+                parts = [self.param(x, f"{loc}.slice[{k}]") for k, x in enumerate(body)]
+                if not all(p is None or (isinstance(p, int) and not isinstance(p, bool))
+                           for p in parts):
+                    self.fail(f"{loc}.slice", f"expected ints or nulls, got {body!r}")
+                return slice(*parts)
+        self.fail(loc, f"not a parameter value: {json.dumps(v)[:80]}")
+
+
+def _parse_dim(text: str, loc: str):
+    """A sympy dimension from text like "batch" or "2*n + 1", without evaluating the text."""
+    if len(text) > MAX_DIM_TEXT:
+        raise ValueError(f"dimension expression longer than {MAX_DIM_TEXT} characters")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        raise ValueError(f"not a dimension expression: {text!r}") from None
+
+    def build(node):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            if node.value >= 1 << 63:
+                raise ValueError(f"the integer {node.value} in {text!r} is too large")
+            return sympy.Integer(node.value)
+        if isinstance(node, ast.Name):
+            if not node.id.isidentifier():
+                raise ValueError(f"bad dimension name {node.id!r}")
+            return types.symbol(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not (
+                isinstance(node.right, ast.Constant) and type(node.right.value) is int
+                and 0 <= node.right.value <= 8):
+            raise ValueError(f"an exponent in {text!r} must be an integer from 0 to 8")
+        if isinstance(node, ast.BinOp) and type(node.op) in DIM_BINOPS:
+            return DIM_BINOPS[type(node.op)](build(node.left), build(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -build(node.operand)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in DIM_FUNCS and not node.keywords):
+            return DIM_FUNCS[node.func.id](*[build(a) for a in node.args])
+        raise ValueError(f"not allowed in a dimension expression: {ast.dump(node)[:60]} in "
+                         f"{text!r}")
+
+    try:
+        return build(tree.body)
+    except (TypeError, RecursionError, ZeroDivisionError) as e:
+        raise ValueError(f"bad dimension expression {text!r}: {e}") from None
+
+
+def _kind(v) -> str:
+    return "null" if v is None else f"{type(v).__name__} {json.dumps(v)[:40]}" if isinstance(
+        v, (bool, int, float, str)) else type(v).__name__

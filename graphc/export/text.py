@@ -1,0 +1,91 @@
+"""Text forms of a graph: `debugprint`, an indented tree of a subgraph for terminals and logs.
+
+Each line is `#id name: op shape`; a node with inputs that was already printed is referenced
+by its id (`#7 ... see above`) instead of being printed again, so shared subtrees (the forward
+values that the gradient reuses) appear once. The walk uses an explicit stack, so a graph of
+any depth prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from graphc.errors import GraphError
+from graphc.ir import types
+from graphc.ir.graph import Graph, Node
+from graphc.ir.op import _fmt_param
+
+
+def debugprint(node_or_list, max_depth: int | None = None) -> str:
+    """An indented tree of the nodes a node (or each node of a list, or a graph's sinks) uses.
+
+    Examples:
+        >>> import graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=("n",))
+        >>> h = gc.tanh(x)
+        >>> print(gc.debugprint((h * h).sum()))
+        #3 sum_3: sum(axis=(0,)) ()
+        └─ #2 mul_2: mul (n,)
+           ├─ #1 tanh_1: tanh (n,)
+           │  └─ #0 x: input (n,)
+           └─ #1 tanh_1 ··· see above
+    """
+    roots = _roots(node_or_list)
+    if max_depth is not None and (not isinstance(max_depth, int) or max_depth < 0):
+        raise GraphError(f"debugprint: max_depth must be an int >= 0 or None, got {max_depth!r}")
+    lines: list[str] = []
+    printed: set[Node] = set()
+    # (node, prefix for its own line, prefix for its children, depth)
+    stack = [(n, "", "", 0) for n in reversed(roots)]
+    while stack:
+        n, lead, child_pad, depth = stack.pop()
+        if n in printed and n.inputs:
+            lines.append(f"{lead}#{n.index} {n.name} ··· see above")
+            continue
+        printed.add(n)
+        lines.append(lead + describe(n))
+        if not n.inputs:
+            continue
+        if max_depth is not None and depth >= max_depth:
+            lines.append(f"{child_pad}└─ ··· {len(n.inputs)} input(s) below depth {max_depth}")
+            continue
+        last = len(n.inputs) - 1
+        for k in range(last, -1, -1):
+            branch, pad = ("└─ ", "   ") if k == last else ("├─ ", "│  ")
+            stack.append((n.inputs[k], child_pad + branch, child_pad + pad, depth + 1))
+    return "\n".join(lines)
+
+
+def describe(n: Node) -> str:
+    """One line for a node: `#id name: op shape`, then its dtype unless float64, and its role
+    unless forward."""
+    extra = "" if n.dtype.name == "float64" else f" {n.dtype.name}"
+    if n.role != "forward":
+        extra += f" [{n.role}]"
+    return f"#{n.index} {n.name}: {op_label(n.op)} {types.fmt_shape(n.shape)}{extra}"
+
+
+def op_label(op) -> str:
+    """The op's label without parameters left at a False/None default (`keepdims=False`)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(op)} if dataclasses.is_dataclass(
+        op) else {}
+    shown = [f"{k}={_fmt_param(v)}" for k, v in op.params().items()
+             if v is not None and not (v is False and defaults.get(k) is False)]
+    if op.name == "constant":
+        return op.label()
+    return f"{op.name}({', '.join(shown)})" if shown else op.name
+
+
+def _roots(node_or_list) -> list[Node]:
+    if isinstance(node_or_list, Graph):
+        used = {x for n in node_or_list.nodes for x in n.inputs}
+        return [n for n in node_or_list.nodes if n not in used]
+    items = [node_or_list] if isinstance(node_or_list, Node) else node_or_list
+    if not isinstance(items, (list, tuple)):
+        raise GraphError(f"debugprint: expected a node, a list of nodes or a Graph, got "
+                         f"{type(node_or_list).__name__}")
+    for k, n in enumerate(items):
+        if not isinstance(n, Node):
+            raise GraphError(f"debugprint: item {k} is not a graph node but {type(n).__name__}")
+    return list(items)

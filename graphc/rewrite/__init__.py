@@ -1,0 +1,68 @@
+"""Graph rewrites: merge (CSE), constant folding, algebra, stability, dead-code elimination.
+
+`optimize(inputs, outputs)` copies what the outputs need into a working graph, rewrites it to a
+fixed point with the named rules of `RULES` (engine.py; one file per family), and returns the
+live part as a fresh graph. The caller's graph is never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphc.ir import walk
+from graphc.ir.graph import Graph, Node
+from graphc.rewrite import algebra, fold, scatter, stability  # noqa: F401 - registers rules
+from graphc.rewrite.dce import live_copy
+from graphc.rewrite.engine import RULES, Rewriter, Rule, copy_node, rule
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """The result of `optimize`: the new graph, its inputs and outputs, and what fired."""
+
+    graph: Graph
+    inputs: list[Node]
+    outputs: list[Node]
+    fired: list[str]
+    raw_size: int  # nodes the outputs needed before rewriting
+
+
+def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None = None,
+             name: str | None = None) -> Optimized:
+    """Rewrite what `outputs` need (cut at the fed `inputs`) into a smaller, equivalent graph.
+
+    `rules=[]` only prunes: the result is the graph as built, cut to what the outputs need.
+
+    Examples:
+        >>> import graphc as gc
+        >>> from graphc.rewrite import optimize
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(3,))
+        >>> y = gc.log(1.0 + x) * 1.0
+        >>> opt = optimize([x], [y])
+        >>> [n.op.name for n in opt.graph.nodes], opt.fired
+        (['input', 'log1p'], ['log_one_plus_to_log1p', 'mul_by_one_to_x'])
+    """
+    rules = RULES if rules is None else rules
+    src = outputs[0].graph if outputs else inputs[0].graph if inputs else Graph()
+    work = Graph(f"{src.name}:work")
+    new: dict[Node, Node] = {}
+    for x in inputs:
+        new[x] = copy_node(work, x, ())
+    raw = walk.ancestors(outputs, stop=set(inputs))
+    for n in raw:
+        if n not in new:
+            new[n] = copy_node(work, n, [new[x] for x in n.inputs])
+    rw = Rewriter(work, list(rules), budget=4 * len(work.nodes) + 1000)
+    if rules:  # no rules: prune only (merging is a rewrite too)
+        rw.run()
+    w_inputs = [new[x] for x in inputs]
+    w_outputs = [rw.find(new[o]) for o in outputs]
+    preferred = dict(rw.preferred)
+    for o, w in zip(outputs, w_outputs):  # an output keeps its own name
+        preferred.setdefault(w, o.name)
+    graph, ins, outs = live_copy(name or src.name, w_inputs, w_outputs, preferred)
+    return Optimized(graph, ins, outs, rw.fired, len(raw))
+
+
+__all__ = ["Optimized", "RULES", "Rewriter", "Rule", "optimize", "rule"]

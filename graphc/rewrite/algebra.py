@@ -1,0 +1,301 @@
+"""Algebraic simplification: the ones, zeros, negations and shape moves that `grad` emits.
+
+Every rule here gives the same value as the node it replaces, with two documented exceptions
+of IEEE detail: `x + 0 -> x` and `0 - x -> -x` may flip the sign of a zero result, and
+regrouping scalar products (`c1 * (c2 * x) -> (c1*c2) * x`) may change the last bit.
+`x * 0 -> 0` fires only where `x` is finite by construction (an integer or boolean, a finite
+constant, or the output of a bounded op such as tanh, sigmoid, sin, cos, sign or softmax),
+because NaN * 0 and Inf * 0 are NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import ops
+from graphc.ir import types
+from graphc.ir.graph import Node
+from graphc.ops.base import Elementwise
+from graphc.rewrite.engine import rule
+from graphc.rewrite.patterns import (
+    broadcasts_to,
+    coerce,
+    const_value,
+    constant_like,
+    is_fill,
+    is_op,
+    scalar_const,
+)
+
+BOUNDED = frozenset({"tanh", "sigmoid", "sin", "cos", "sign", "softmax", "one_hot", "eye_like",
+                     "zeros_like", "ones_like"})
+FINITE_PRESERVING = frozenset({"neg", "abs", "where", "cast", "broadcast_to", "reshape",
+                               "transpose", "expand_dims", "squeeze", "getitem"})
+
+
+def is_finite(n: Node, depth: int = 8) -> bool:
+    """True when every entry of `n` is finite for every input: the guard of `x * 0 -> 0`."""
+    stack = [(n, 0)]
+    while stack:
+        x, d = stack.pop()
+        if not types.is_float(x.dtype):
+            continue
+        c = const_value(x)
+        if c is not None:
+            if not np.all(np.isfinite(c)):
+                return False
+            continue
+        if x.op.name in BOUNDED:
+            continue
+        if x.op.name in FINITE_PRESERVING and d < depth:
+            args = x.inputs[1:] if x.op.name == "where" else x.inputs
+            stack.extend((a, d + 1) for a in args)
+            continue
+        return False
+    return True
+
+
+def _binary(n: Node, name: str):
+    return n.inputs if n.op.name == name and len(n.inputs) == 2 else None
+
+
+@rule("algebra", ('mul',))
+def mul_by_one_to_x(n: Node) -> Node | None:
+    """x * 1 and 1 * x are x."""
+    if (ab := _binary(n, "mul")) is None:
+        return None
+    a, b = ab
+    if is_fill(b, 1):
+        return coerce(a, n)
+    if is_fill(a, 1):
+        return coerce(b, n)
+    return None
+
+
+@rule("algebra", ('div',))
+def div_by_one_to_x(n: Node) -> Node | None:
+    """x / 1 is x."""
+    if (ab := _binary(n, "div")) is None or not is_fill(ab[1], 1):
+        return None
+    return coerce(ab[0], n)
+
+
+@rule("algebra", ('add', 'sub'))
+def add_zero_to_x(n: Node) -> Node | None:
+    """x + 0, 0 + x and x - 0 are x (a zero result may lose its sign)."""
+    ab = _binary(n, "add") or _binary(n, "sub")
+    if ab is None:
+        return None
+    a, b = ab
+    if is_fill(b, 0):
+        return coerce(a, n)
+    if n.op.name == "add" and is_fill(a, 0):
+        return coerce(b, n)
+    return None
+
+
+@rule("algebra", ('sub',))
+def zero_minus_x_to_neg(n: Node) -> Node | None:
+    """0 - x is -x."""
+    if (ab := _binary(n, "sub")) is None or not is_fill(ab[0], 0):
+        return None
+    return coerce(ops.neg(ab[1]), n)
+
+
+@rule("algebra", ('mul',))
+def mul_by_zero_to_zeros(n: Node) -> Node | None:
+    """x * 0 is 0 where x is finite by construction (NaN * 0 is NaN)."""
+    if (ab := _binary(n, "mul")) is None:
+        return None
+    a, b = ab
+    for zero, other in ((b, a), (a, b)):
+        if is_fill(zero, 0) and is_finite(other):
+            return coerce(zero, n)
+    return None
+
+
+@rule("algebra", ('mul',))
+def mul_by_minus_one_to_neg(n: Node) -> Node | None:
+    """x * -1 is -x."""
+    if (ab := _binary(n, "mul")) is None:
+        return None
+    a, b = ab
+    if is_fill(b, -1):
+        return coerce(ops.neg(a), n)
+    if is_fill(a, -1):
+        return coerce(ops.neg(b), n)
+    return None
+
+
+@rule("algebra", ('neg',))
+def neg_neg_to_x(n: Node) -> Node | None:
+    """--x is x."""
+    if is_op(n, "neg") and is_op(n.inputs[0], "neg"):
+        return n.inputs[0].inputs[0]
+    return None
+
+
+@rule("algebra", ('add', 'sub'))
+def add_neg_to_sub(n: Node) -> Node | None:
+    """a + (-b) is a - b, (-a) + b is b - a, and a - (-b) is a + b."""
+    if (ab := _binary(n, "add")) is not None:
+        a, b = ab
+        if is_op(b, "neg"):
+            return coerce(ops.sub(a, b.inputs[0]), n)
+        if is_op(a, "neg"):
+            return coerce(ops.sub(b, a.inputs[0]), n)
+    if (ab := _binary(n, "sub")) is not None and is_op(ab[1], "neg"):
+        return coerce(ops.add(ab[0], ab[1].inputs[0]), n)
+    return None
+
+
+@rule("algebra", ('mul',))
+def mul_same_to_square(n: Node) -> Node | None:
+    """x * x is square(x)."""
+    if (ab := _binary(n, "mul")) is None or ab[0] is not ab[1]:
+        return None
+    return coerce(ops.square(ab[0]), n)
+
+
+@rule("algebra", ('pow',))
+def pow_const_to_simpler(n: Node) -> Node | None:
+    """x ** 2 is square(x), x ** 1 is x, x ** 0 is 1 (NumPy: nan ** 0 is 1 too)."""
+    if (ab := _binary(n, "pow")) is None or ab[1].ndim != 0:
+        return None
+    p = scalar_const(ab[1])
+    if p == 2:
+        return coerce(ops.square(ab[0]), n)
+    if p == 1:
+        return coerce(ab[0], n)
+    if p == 0:
+        return coerce(constant_like(n, 1), n)
+    return None
+
+
+@rule("algebra", ('mul', 'neg'))
+def scalar_products_to_product(n: Node) -> Node | None:
+    """c1 * (c2 * x) is (c1*c2) * x, and -(c * x) is (-c) * x, for scalar constants."""
+    if is_op(n, "neg"):
+        inner = n.inputs[0]
+        if (ab := _binary(inner, "mul")) is None:
+            return None
+        for c, x in (ab, ab[::-1]):
+            if c.ndim == 0 and scalar_const(c) is not None:
+                return coerce(ops.mul(x, constant_like(c, -const_value(c))), n)
+        return None
+    if (ab := _binary(n, "mul")) is None:
+        return None
+    for c1, inner in (ab, ab[::-1]):
+        if c1.ndim != 0 or scalar_const(c1) is None:
+            continue
+        if is_op(inner, "neg"):
+            return coerce(ops.mul(inner.inputs[0], constant_like(c1, -const_value(c1))), n)
+        if (cd := _binary(inner, "mul")) is None:
+            continue
+        for c2, x in (cd, cd[::-1]):
+            if c2.ndim == 0 and scalar_const(c2) is not None:
+                prod = np.multiply(const_value(c1), const_value(c2), dtype=n.dtype)
+                return coerce(ops.mul(x, constant_like(n, prod)), n)
+    return None
+
+
+@rule("algebra", ('add_n',))
+def add_n_zeros_to_add_n(n: Node) -> Node | None:
+    """Zero terms of an add_n are dropped; an add_n of one term is that term."""
+    if not is_op(n, "add_n"):
+        return None
+    terms = [x for x in n.inputs if not is_fill(x, 0)]
+    if len(terms) == len(n.inputs) and len(terms) > 1:
+        return None
+    if not terms:
+        return coerce(n.inputs[0], n)
+    return coerce(ops.add_n(terms), n)
+
+
+@rule("algebra", ('add_n',))
+def add_n_repeated_to_scaled(n: Node) -> Node | None:
+    """add_n(a, a, b) is 2 * a + b: a term that merging made repeat is scaled once."""
+    if not is_op(n, "add_n") or len(set(n.inputs)) == len(n.inputs):
+        return None
+    counts: dict[Node, int] = {}
+    for x in n.inputs:
+        counts[x] = counts.get(x, 0) + 1
+    terms = [x if k == 1 else x * constant_like(n, k) for x, k in counts.items()]
+    return coerce(ops.add_n(terms), n)
+
+
+@rule("algebra", ('transpose',))
+def transpose_transpose_to_transpose(n: Node) -> Node | None:
+    """transpose(transpose(x, a), b) is one transpose (or x itself)."""
+    if not (is_op(n, "transpose") and is_op(n.inputs[0], "transpose")):
+        return None
+    inner = n.inputs[0]
+    axes = tuple(inner.op.axes[a] for a in n.op.axes)
+    return ops.transpose(inner.inputs[0], axes)
+
+
+RESHAPES = ("reshape", "expand_dims", "squeeze")
+
+
+@rule("algebra", ('reshape', 'expand_dims', 'squeeze'))
+def reshape_chain_to_reshape(n: Node) -> Node | None:
+    """A chain of reshape, expand_dims and squeeze is one reshape (or x itself)."""
+    if not is_op(n, *RESHAPES):
+        return None
+    x = n.inputs[0]
+    if types.shape_eq(x.shape, n.shape):
+        return x
+    if not is_op(x, *RESHAPES):
+        return None
+    return ops.reshape(x.inputs[0], n.shape)
+
+
+@rule("algebra", ('stop_gradient',))
+def stop_gradient_to_x(n: Node) -> Node | None:
+    """stop_gradient is the identity when the graph runs (its work was done by grad)."""
+    return n.inputs[0] if is_op(n, "stop_gradient") else None
+
+
+@rule("algebra", ('cast',))
+def cast_to_same_dtype_to_x(n: Node) -> Node | None:
+    """A cast to the dtype the value already has is the value."""
+    return n.inputs[0] if is_op(n, "cast") and n.inputs[0].dtype == n.dtype else None
+
+
+@rule("algebra")
+def broadcast_into_elementwise_to_implicit(n: Node) -> Node | None:
+    """f(broadcast_to(x, s), y) is f(x, y) when NumPy's own broadcasting gives the same shape."""
+    if not (isinstance(n.op, Elementwise) or is_op(n, "where")) or len(n.inputs) < 2:
+        return None
+    ins = list(n.inputs)
+    changed = False
+    for k, x in enumerate(ins):
+        if not is_op(x, "broadcast_to"):
+            continue
+        trial = ins[:k] + [x.inputs[0]] + ins[k + 1:]
+        if broadcasts_to([t.shape for t in trial], n.shape):
+            ins, changed = trial, True
+    if not changed:
+        return None
+    return n.graph.apply(n.op, ins)
+
+
+@rule("algebra", ('sum',))
+def sum_of_broadcast_to_scaled_sum(n: Node) -> Node | None:
+    """sum(broadcast_to(x, s)) over every broadcast axis is a smaller sum of x times a count."""
+    if not is_op(n, "sum") or not is_op(n.inputs[0], "broadcast_to"):
+        return None
+    b = n.inputs[0]
+    x, s = b.inputs[0], b.shape
+    axes = set(n.op.axis)
+    lead = len(s) - x.ndim
+    spread = {a for a in range(len(s))
+              if a < lead or (isinstance(x.shape[a - lead], int) and x.shape[a - lead] == 1
+                              and not types.dim_eq(s[a], 1))}
+    if not spread <= axes or any(not isinstance(s[a], int) for a in spread):
+        return None
+    factor = int(np.prod([s[a] for a in spread], dtype=np.int64))
+    real = tuple(a - lead for a in sorted(axes - spread))
+    r = ops.sum(x, real, keepdims=True) if real else x
+    r = r * constant_like(n, factor)
+    return coerce(ops.reshape(r, n.shape), n)

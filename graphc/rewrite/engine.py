@@ -1,0 +1,212 @@
+"""The rewrite engine: named rules applied to a fixed point by a worklist, with merging.
+
+The graph is append-only, so a rewrite never edits a node: it builds the replacement (nodes
+appended to the working graph) and records `replaced[n] = r`. The worklist is the graph itself,
+visited in insertion order; every node that a rule or a rebuild appends is visited in turn as
+soon as it exists, so when a node is visited its inputs are already canonical (merged and fully
+rewritten). Each visit:
+
+1. rebuilds the node if an input was replaced (same op, canonical inputs);
+2. merges it with an earlier node of the same op, parameters and inputs (hash-consing: common
+   subexpression elimination);
+3. offers it to each rule in order; the first rule that returns a different node replaces it.
+
+A rule sees only a node and its (canonical) ancestors, so one pass in order reaches the fixed
+point; nothing is recursive in the graph's depth. Dead-code elimination is the final copy
+(`graphc.rewrite.dce`), which keeps only what the outputs need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.errors import GraphcError
+from graphc.ir import types
+from graphc.ir.graph import Graph, Node
+from graphc.ir.op import Constant, Input
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rewrite: `fn(node)` returns a replacement node, or None when it does not apply.
+
+    `ops` names the ops the rule can match at the root (None: any op), so that a node is
+    offered only to the rules that may fire on it.
+    """
+
+    name: str
+    family: str
+    fn: Callable[[Node], Node | None]
+    ops: frozenset | None = None
+
+    def __call__(self, node: Node) -> Node | None:
+        return self.fn(node)
+
+
+RULES: list[Rule] = []
+
+
+def rule(family: str, ops: tuple[str, ...] | None = None):
+    """Register a rule function under its own name (`<before>_to_<after>`), in file order."""
+
+    def deco(fn):
+        RULES.append(Rule(fn.__name__, family, fn, None if ops is None else frozenset(ops)))
+        return fn
+
+    return deco
+
+
+def dispatch(rules: list[Rule]) -> Callable[[str], list[Rule]]:
+    """The rules to try on a node, by op name, in their order."""
+    table: dict[str, list[Rule]] = {}
+
+    def lookup(op_name: str) -> list[Rule]:
+        found = table.get(op_name)
+        if found is None:
+            found = table[op_name] = [r for r in rules if r.ops is None or op_name in r.ops]
+        return found
+
+    return lookup
+
+
+# -- merging ---------------------------------------------------------------------------------
+SMALL_CONSTANT = 4096  # constants up to this many entries are merged by value
+
+
+def merge_key(node: Node):
+    """The hash-consing key: op (type and parameters) and the identities of the inputs."""
+    op = node.op
+    if isinstance(op, Input):
+        return None  # inputs are distinct values even when they look alike
+    if isinstance(op, Constant):
+        v = op.value
+        if v.size > SMALL_CONSTANT:
+            return None
+        return ("constant", v.dtype.str, v.shape, v.tobytes())
+    return (op_key(op), tuple(id(x) for x in node.inputs))
+
+
+def op_key(op):
+    """An op as a hashable key: itself (a frozen dataclass), or its repr when a parameter is
+    unhashable (a slice, before Python 3.12); the repr of every parameter type is exact."""
+    try:
+        hash(op)
+        return (type(op), op)
+    except TypeError:
+        return (type(op), repr(op))
+
+
+# -- copying ---------------------------------------------------------------------------------
+def copy_node(graph: Graph, node: Node, inputs, name: str | None = None) -> Node:
+    """Append a node with `node`'s op, shape, dtype, role and source line over `inputs`.
+
+    The shape and dtype were inferred when `node` was built, and the op and input types are
+    unchanged, so they are not inferred again (copying is then linear and cheap).
+    """
+    name = node.name if name is None else name
+    if isinstance(node.op, Input):
+        new = graph.input(name, shape=node.shape, dtype=node.dtype)
+        new.role, new.source = node.role, node.source
+        return new
+    # Graph._append without looking up the user's source line: the copy keeps the original's.
+    name = graph._unique(name)
+    new = Node(graph, node.op, tuple(inputs), node.shape, node.dtype, name, node.role,
+               len(graph.nodes), node.source)
+    graph.nodes.append(new)
+    graph._names[name] = new
+    return new
+
+
+@dataclass
+class Rewriter:
+    """One rewriting run over a working graph; `fired` lists the rules that fired, in order."""
+
+    graph: Graph
+    rules: list[Rule]
+    budget: int
+    replaced: dict = field(default_factory=dict)
+    fired: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # rules whose result changed the type
+    preferred: dict = field(default_factory=dict)  # node -> the name of what it stands for
+    _table: dict = field(default_factory=dict)
+    _done: set = field(default_factory=set)
+    _original: int = 0
+    _lookup: Callable = None
+
+    def find(self, n: Node) -> Node:
+        """The canonical node standing for `n` (path-compressed)."""
+        root = n
+        while root in self.replaced:
+            root = self.replaced[root]
+        while n is not root:
+            nxt = self.replaced[n]
+            self.replaced[n] = root
+            n = nxt
+        return root
+
+    def run(self) -> None:
+        self._original = len(self.graph.nodes)
+        self._lookup = dispatch(self.rules)
+        saved = self.graph._role
+        try:
+            with np.errstate(all="ignore"):
+                self.drain(0)
+        finally:
+            self.graph._role = saved
+
+    def drain(self, start: int) -> None:
+        nodes = self.graph.nodes
+        k = start
+        while k < len(nodes):
+            n = nodes[k]
+            if n not in self._done:
+                self.visit(n)
+            k += 1
+
+    def _replace(self, n: Node, r: Node) -> None:
+        self.replaced[n] = r
+        if r.index >= self._original:  # a node the rewrite built stands for the one replaced
+            self.preferred.setdefault(r, self.preferred.get(n, n.name))
+
+    def visit(self, n: Node) -> None:
+        self._done.add(n)
+        ins = tuple(self.find(x) for x in n.inputs)
+        if any(a is not b for a, b in zip(ins, n.inputs)):
+            mark = len(self.graph.nodes)
+            with self.graph.role(n.role):
+                m = copy_node(self.graph, n, ins, self.preferred.get(n, n.name))
+            self._replace(n, m)
+            self.drain(mark)
+            return
+        key = merge_key(n)
+        if key is not None:
+            prev = self._table.get(key)
+            if prev is not None and prev is not n:
+                self._replace(n, prev)
+                return
+            self._table[key] = n
+        if self.budget <= 0:
+            return
+        for r in self._lookup(n.op.name):
+            mark = len(self.graph.nodes)
+            self.graph._role = n.role  # what a rule builds stands for n
+            try:
+                out = r(n)
+            except GraphcError:  # the pattern matched but its replacement does not type
+                out = None
+            if out is not None and out is not n and (
+                    out.dtype != n.dtype or not types.shape_eq(out.shape, n.shape)):
+                self.rejected.append(r.name)
+                out = None
+            if out is None or out is n:
+                if len(self.graph.nodes) != mark:
+                    self.graph._truncate(mark, len(self.graph.inputs))
+                continue
+            self.budget -= 1
+            self.fired.append(r.name)
+            self._replace(n, out)
+            self.drain(mark)
+            return

@@ -1,0 +1,51 @@
+"""Constant folding: a node whose value is known before any input is fed becomes a constant.
+
+Two cases: every input is a constant (run the op's forward once, now), or the op reads only its
+input's static shape (`zeros_like`, `ones_like`, `eye_like`, `count`). Folding stops at
+`MAX_FOLD` entries so that a graph never bakes in a large array it did not have.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.ir import types
+from graphc.ir.graph import Node
+from graphc.ir.op import Constant, Input
+from graphc.rewrite.engine import rule
+
+MAX_FOLD = 1 << 16
+SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "eye_like", "count"})
+
+
+def _fold(n: Node, values) -> Node | None:
+    if not types.is_static(n.shape) or types.concrete_size(n.shape) > MAX_FOLD:
+        return None
+    if n.op.free_symbols():
+        return None
+    try:
+        v = n.op.forward(*values)
+    except Exception:  # noqa: BLE001 - it fails at run time too; leave it to say so there
+        return None
+    v = np.asarray(v)
+    if v.shape != n.shape or not np.can_cast(v.dtype, n.dtype, "same_kind"):
+        return None
+    return n.graph.constant(v.astype(n.dtype, copy=False))
+
+
+@rule("fold")
+def constant_inputs_to_constant(n: Node) -> Node | None:
+    """An op over constants only is evaluated once, at compile time."""
+    if not n.inputs or isinstance(n.op, (Constant, Input)):
+        return None
+    if not all(isinstance(x.op, Constant) for x in n.inputs):
+        return None
+    return _fold(n, [x.op.value for x in n.inputs])
+
+
+@rule("fold", ('zeros_like', 'ones_like', 'eye_like', 'count'))
+def shape_only_op_to_constant(n: Node) -> Node | None:
+    """zeros_like, ones_like, eye_like, count of a static shape are constants."""
+    if n.op.name not in SHAPE_ONLY or any(not types.is_static(x.shape) for x in n.inputs):
+        return None
+    return _fold(n, [np.zeros(x.shape, x.dtype) for x in n.inputs])
