@@ -9,8 +9,9 @@ class GraphcError(Exception):
     """Base class of every error graphc raises on purpose."""
 
 
-class GraphError(GraphcError):
-    """A graph was used wrongly: nodes of two graphs mixed, a name reused, a bad argument."""
+class GraphError(GraphcError, TypeError):
+    """A graph was used wrongly: nodes of two graphs mixed, a name reused, a bad argument,
+    a node asked for a truth value it has only when it runs."""
 
 
 class ShapeError(GraphcError, ValueError):

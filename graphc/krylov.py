@@ -130,9 +130,34 @@ class _Program:
         return arr
 
     def operator(self, point: list) -> scipy.sparse.linalg.LinearOperator:
-        matvec = lambda p: self.hessp_at(point, p)
-        return scipy.sparse.linalg.LinearOperator((self.size, self.size), matvec=matvec,
-                                                  rmatvec=matvec, dtype=np.float64)
+        return HessianOperator(self, point)
+
+
+class HessianOperator(scipy.sparse.linalg.LinearOperator):
+    """A symmetric `LinearOperator` whose products are Hessian-vector products at one point.
+
+    A vector of the wrong size raises `gc.InputError` (a ValueError, as SciPy expects) that
+    says which flattened parameters the operator acts on.
+    """
+
+    def __init__(self, program: _Program, point: list):
+        super().__init__(np.float64, (program.size, program.size))
+        self._program, self._point = program, point
+
+    def _matvec(self, p):
+        return self._program.hessp_at(self._point, p)
+
+    _rmatvec = _matvec
+
+    def matvec(self, x):
+        n = self._program.size
+        if np.shape(x) not in ((n,), (n, 1)):
+            raise InputError(f"{self._program.fn}: the vector must have shape ({n},) (the "
+                             "flattened " + ", ".join(repr(v.name) for v in self._program.xs)
+                             + f"), got shape {np.shape(x)}")
+        return super().matvec(x)
+
+    rmatvec = matvec
 
 
 def _flat(parts: list[np.ndarray], copy: bool) -> np.ndarray:

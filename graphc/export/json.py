@@ -78,11 +78,17 @@ def save(graph: Graph, path) -> str:
     text = dumps(graph)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".graphc-", suffix=".json", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".graphc-", suffix=".json", dir=folder)
+    except OSError as e:
+        raise GraphError(f"save: cannot write to folder {folder!r}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise GraphError(f"save: cannot write {path!r}: {e.strerror}") from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -73,7 +73,7 @@ class Node:
         return d
 
     def __bool__(self):
-        raise TypeError(
+        raise GraphError(
             f"the truth value of node {self.name!r} is unknown until it runs; use gc.where for "
             "a choice inside the graph")
 

@@ -208,7 +208,10 @@ def ones_like(x): return build(OnesLike(), x)
 
 def cast(x, dtype):
     """`x` converted to `dtype` (a no-op node is not built when the dtype already matches)."""
-    dtype = types.as_dtype(dtype)
+    try:
+        dtype = types.as_dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise ShapeError(f"cast: {e}") from None
     if x.dtype == dtype:
         return x
     return build(Cast(dtype), x)
