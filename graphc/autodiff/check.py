@@ -67,20 +67,28 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
     rng = np.random.default_rng(seed)
     g = z.graph
     worst = 0.0
+    extra: dict[Node, np.ndarray] = {}  # directions, fed as inputs of the wrt nodes' shapes
+
+    def fed(like: Node, value: np.ndarray) -> Node:
+        node = g.input(g._unique("check_grad_direction"), shape=like.shape, dtype=like.dtype)
+        extra[node] = value
+        return node
+
     with g.scratch():
         s = z
         if z.shape != ():
-            r = g.constant(rng.standard_normal(_concrete(z, at)).astype(z.dtype))
-            s = ops.sum(z * r)
+            r = rng.standard_normal(_concrete(z, at)).astype(z.dtype)
+            s = ops.sum(z * fed(z, r))
         for m in range(1, order + 1):
             grads = grad(s, targets)
             directions = [rng.standard_normal(np.shape(at[x])).astype(x.dtype) for x in targets]
-            s_next = ops.add_n([ops.sum(gk * g.constant(u)) for gk, u in zip(grads, directions)])
+            u_nodes = [fed(x, u) for x, u in zip(targets, directions)]
+            s_next = ops.add_n([ops.sum(gk * u) for gk, u in zip(grads, u_nodes)])
             outs = {"rev": s_next}
             if "fwd" in modes:
-                outs["fwd"] = jvp(s, targets, [g.constant(u) for u in directions])
-            f = Function(feed_nodes, [s, *outs.values()])
-            base = [np.asarray(at[n]) for n in feed_nodes]
+                outs["fwd"] = jvp(s, targets, u_nodes)
+            f = Function(feed_nodes + list(extra), [s, *outs.values()])
+            base = [np.asarray(at[n]) for n in feed_nodes] + list(extra.values())
 
             def value_along(h, f=f, directions=directions):
                 vals = list(base)

@@ -74,7 +74,11 @@ def build_grad(V: Node, consumers: dict, grad_table: dict) -> Node | None:
 
 
 def backprop(z: Node, targets: list[Node], seed: Node) -> dict[Node, Node | None]:
-    """Algorithm 6.5: the gradient table of z for the targets, seeded with `seed` for z."""
+    """Algorithm 6.5: the gradient table of z, seeded with `seed` for z.
+
+    The whole table is returned (every node of G' with its gradient, None where none flows);
+    `grad` restricts it to the targets, the algorithm's last line.
+    """
     pruned = prune(z, targets)
     consumers = walk.consumers(pruned)
     grad_table: dict[Node, Node | None] = {z: seed}

@@ -227,7 +227,7 @@ def jacobian(y, wrt, mode: str = "auto"):
 
 
 def hessian(z, wrt, mode: str = "auto"):
-    """d2z/dx2 as one node of shape `x.shape + x.shape`; blocks H[i][j] for a list of wrt.
+    """d2z/dx2 as one node of shape `x.shape + x.shape`; blocks `H[i][j]` for a list of wrt.
 
     Built as `hvp(z, x, v, mode)` vectorized over the rows of the identity.
 

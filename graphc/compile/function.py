@@ -65,6 +65,7 @@ class Function:
         self.graph: Graph = self._compiled.graph
         self.schedule: Schedule = self._compiled.schedule
         self._fn = self._compiled.program.fn
+        self._checked = self._compiled.program.checked
         self._resolved: dict[tuple, dict[int, object]] = {}
         # (shape, dtype) of each input whose shape is static: arrays matching them exactly
         # pass the call-time checks unchanged, so they skip them
@@ -88,11 +89,12 @@ class Function:
     def __call__(self, *args, **kwargs):
         values = input_checks.bind_args(self.inputs, args, kwargs) if kwargs or len(args) != len(
             self.inputs) else args
-        if all(type(v) is np.ndarray and v.dtype == d and v.shape == s
-               for v, (s, d) in zip(values, self._exact)):
-            arrays, env = list(values), {}  # what check_values would return for these
-        else:
-            arrays, env = input_checks.check_values(self.inputs, values)
+        for v, (s, d) in zip(values, self._exact):
+            if type(v) is not np.ndarray or v.shape != s or (v.dtype is not d and v.dtype != d):
+                arrays, env = input_checks.check_values(self.inputs, values)
+                break
+        else:  # every value is an array of the exact static type: what check_values returns
+            arrays, env = values, {}
         if self.check_finite:
             for node, arr in zip(self.inputs, arrays):
                 _check_input_finite(node, arr)
@@ -106,7 +108,8 @@ class Function:
             where = (f"node {node.name!r} ({node.op.label()}, built at {node.source})"
                      if node is not None else "the compiled function")
             raise InputError(f"{where} failed at run time: {e}") from e
-        results = _fresh_outputs(results, arrays)
+        if self._checked:
+            results = _fresh_outputs(results, arrays)
         return results[0] if self.single_output else results
 
     # -- running ----------------------------------------------------------------------------

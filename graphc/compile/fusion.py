@@ -11,7 +11,9 @@ A region is fused only when it pays: float dtypes, static shapes of at least
 `FUSE_MIN_SIZE` entries, operands of the region's own shape or scalars, and two or more ops.
 Regions are kept convex (no path leaves a region and comes back) and every dependency between
 regions runs from an older region to a newer one, so the fused program has a topological
-order. Without numba (or with GRAPHC_FUSION=0) nothing is fused.
+order. A `scatter_add` over step-1 windows of a region's shape ends that region: the kernel adds
+each term into its zeroed output at an offset, so a gradient through `x[1:]` and `x[:-1]` is
+one pass that writes only the result. Without numba (or with GRAPHC_FUSION=0) nothing is fused.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def find_groups(schedule: Schedule) -> list[Group]:
     group_of: dict[Node, int] = {}
     members: list[list[Node]] = []
     reach: dict[Node, frozenset] = {}
+    sinks: set[Node] = set()  # scatter_add nodes ending a group: no member reads them
     for n in order:
         up: set[int] = set()
         for x in n.inputs:
@@ -109,10 +112,14 @@ def find_groups(schedule: Schedule) -> list[Group]:
             if x in group_of:
                 up.add(group_of[x])
         if fusible(n):
+            # a group of an operand first; else any group of the shape it may join (siblings
+            # reading the same inputs then share one pass), else a new group
+            near = [group_of.get(x) for x in n.inputs]
+            far = range(len(members) - 1, -1, -1)
             chosen = None
-            for x in n.inputs:
-                gid = group_of.get(x)
-                if gid is None or members[gid][0].shape != n.shape:
+            for gid in [*near, *far]:
+                if (gid is None or members[gid][0].shape != n.shape
+                        or any(y in sinks and group_of[y] == gid for y in n.inputs)):
                     continue
                 if all(_may_join(gid, y, group_of, reach) for y in n.inputs):
                     chosen = gid
@@ -122,6 +129,10 @@ def find_groups(schedule: Schedule) -> list[Group]:
                 members.append([])
             members[chosen].append(n)
             group_of[n] = chosen
+        elif (gid := _sink_group(n, group_of, members, reach)) is not None:
+            members[gid].append(n)
+            group_of[n] = gid
+            sinks.add(n)
         reach[n] = frozenset(up)
     used_outside: set[Node] = set(schedule.outputs)
     for n in order:
@@ -134,12 +145,61 @@ def find_groups(schedule: Schedule) -> list[Group]:
             continue
         inside = set(nodes)
         g = Group(nodes)
-        g.inputs = list(dict.fromkeys(x for n in nodes for x in n.inputs if x not in inside))
+        g.inputs = list(dict.fromkeys(x for n in nodes for x in _operands(n, sinks)
+                                      if x not in inside))
         g.outputs = [n for n in nodes if n in used_outside]
         g.source = kernel_source(g)
         g.kernel = kernel(g.source)
         groups.append(g)
     return groups
+
+
+def _operands(n: Node, sinks: set) -> tuple:
+    """The values a member reads in the kernel (a scatter_add reads its terms, not `like`)."""
+    return n.inputs[1:] if n in sinks else n.inputs
+
+
+def window(index, out_shape, shape) -> tuple[int, ...] | None:
+    """Per-axis offsets when `out[index]` is a step-1 window of `shape`, else None."""
+    if (not isinstance(index, tuple) or len(index) > len(out_shape)
+            or len(shape) != len(out_shape)):
+        return None
+    offsets = []
+    for k, d in enumerate(out_shape):
+        s = index[k] if k < len(index) else slice(None)
+        if not isinstance(s, slice):
+            return None
+        try:
+            start, stop, step = s.indices(int(d))
+        except TypeError:
+            return None
+        if step != 1 or stop - start != shape[k]:
+            return None
+        offsets.append(start)
+    return tuple(offsets)
+
+
+def _sink_group(n: Node, group_of: dict, members: list, reach: dict) -> int | None:
+    """The group a scatter_add may end: every term windowed over one group's shape, at least
+    one term made in that group; the kernel then adds each term into a zeroed output."""
+    from graphc.rewrite.scatter import ScatterAdd
+
+    if type(n.op) is not ScatterAdd or n.op.n_dense or not types.is_float(n.dtype):
+        return None
+    if not types.is_static(n.shape):
+        return None
+    terms = n.inputs[1:]
+    shape = terms[0].shape if terms else None
+    if not terms or types.concrete_size(shape) < FUSE_MIN_SIZE:
+        return None
+    for t, index in zip(terms, n.op.indices):
+        if t.shape != shape or t.dtype != n.dtype or window(index, n.shape, shape) is None:
+            return None
+    for gid in dict.fromkeys(group_of.get(t) for t in terms):
+        if (gid is not None and members[gid][0].shape == shape
+                and all(_may_join(gid, t, group_of, reach) for t in terms)):
+            return gid
+    return None
 
 
 def _may_join(gid: int, y: Node, group_of: dict, reach: dict) -> bool:
@@ -159,7 +219,8 @@ def _may_join(gid: int, y: Node, group_of: dict, reach: dict) -> bool:
 
 
 def kernel_source(g: Group) -> str:
-    """The loop nest of a group: read operands, one line per op, write the outputs."""
+    """The loop nest of a group: read operands, one line per op, write the outputs; a
+    scatter_add member adds each of its terms into its zeroed output at the term's offset."""
     shape = g.nodes[0].shape
     idx = ", ".join(f"i{k}" for k in range(len(shape)))
     args = [f"a{k}" for k in range(len(g.inputs))]
@@ -167,8 +228,10 @@ def kernel_source(g: Group) -> str:
     lines = ["import numpy as np", "import numba", "",
              "@numba.njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel({', '.join(args)}):"]
-    for k, o in enumerate(g.outputs):
-        lines.append(f"    o{k} = np.empty({tuple(shape)!r}, np.{o.dtype.name})")
+    out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}
+    for o, v in out_var.items():
+        make = "zeros" if o.op.name == "scatter_add" else "empty"
+        lines.append(f"    {v} = np.{make}({tuple(o.shape)!r}, np.{o.dtype.name})")
     pad = "    "
     for k, d in enumerate(shape):
         lines.append(f"{pad}for i{k} in range({int(d)}):")
@@ -178,13 +241,20 @@ def kernel_source(g: Group) -> str:
         if x.ndim:
             lines.append(f"{pad}x{k} = a{k}[{idx}]")
     for k, n in enumerate(g.nodes):
+        if n.op.name == "scatter_add":
+            for t, index in zip(n.inputs[1:], n.op.indices):
+                at = ", ".join(f"i{a} + {int(off)}" if off else f"i{a}"
+                               for a, off in enumerate(window(index, n.shape, shape)))
+                lines.append(f"{pad}{out_var[n]}[{at}] += {var[t]}  # scatter_add")
+            continue
         var[n] = f"t{k}"
         form = SCALAR[n.op.name] or " + ".join(f"{{{j}}}" for j in range(len(n.inputs)))
         lines.append(f"{pad}t{k} = " + form.format(*(var[x] for x in n.inputs))
                      + f"  # {n.op.name}")
-    for k, o in enumerate(g.outputs):
-        lines.append(f"{pad}o{k}[{idx}] = {var[o]}")
-    lines.append("    return " + ", ".join(f"o{k}" for k in range(len(g.outputs))) + ",")
+    for o, v in out_var.items():
+        if o.op.name != "scatter_add":
+            lines.append(f"{pad}{v}[{idx}] = {var[o]}")
+    lines.append("    return " + ", ".join(out_var.values()) + ",")
     return "\n".join(lines) + "\n"
 
 

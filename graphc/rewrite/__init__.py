@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from graphc.ir import walk
 from graphc.ir.graph import Graph, Node
+from graphc.ir.op import Input
 from graphc.rewrite import algebra, fold, scatter, stability  # noqa: F401 - registers rules
 from graphc.rewrite.dce import live_copy
 from graphc.rewrite.engine import RULES, Rewriter, Rule, copy_node, rule
@@ -47,8 +48,9 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
     src = outputs[0].graph if outputs else inputs[0].graph if inputs else Graph()
     work = Graph(f"{src.name}:work")
     new: dict[Node, Node] = {}
-    for x in inputs:
-        new[x] = copy_node(work, x, ())
+    for x in inputs:  # a fed node is a leaf: an input, whatever op computed it in `src`
+        new[x] = work._append(Input(), (), x.shape, x.dtype, x.name)
+        new[x].role = x.role
     raw = walk.ancestors(outputs, stop=set(inputs))
     for n in raw:
         if n not in new:

@@ -299,3 +299,76 @@ def sum_of_broadcast_to_scaled_sum(n: Node) -> Node | None:
     r = ops.sum(x, real, keepdims=True) if real else x
     r = r * constant_like(n, factor)
     return coerce(ops.reshape(r, n.shape), n)
+
+
+@rule("algebra", RESHAPES)
+def reshape_of_kept_sum_to_sum(n: Node) -> Node | None:
+    """reshape(sum(x, axis, keepdims=True)) to the shape without the kept axes is sum(x, axis):
+    the form `grad` gives a bias's gradient (one NumPy call instead of two)."""
+    if not is_op(n, *RESHAPES) or not is_op(n.inputs[0], "sum"):
+        return None
+    s = n.inputs[0]
+    if not s.op.keepdims or not s.op.axis:
+        return None
+    dropped = tuple(d for k, d in enumerate(s.shape) if k not in s.op.axis)
+    if not types.shape_eq(dropped, n.shape):
+        return None
+    return coerce(ops.sum(s.inputs[0], s.op.axis), n)
+
+
+@rule("algebra", RESHAPES)
+def squeeze_of_matmul_of_expand_dims_to_matmul(n: Node) -> Node | None:
+    """squeeze(expand_dims(a, 0) @ B) is a @ B and squeeze(A @ expand_dims(b, -1)) is A @ b,
+    for a vector a or b and a matrix: NumPy's own 1-D matmul, the form `grad` gives."""
+    if not is_op(n, *RESHAPES) or not is_op(n.inputs[0], "matmul"):
+        return None
+    a, b = n.inputs[0].inputs
+    if (is_op(a, *RESHAPES) and a.inputs[0].ndim == 1 and a.ndim == 2 and b.ndim == 2
+            and types.dim_eq(a.shape[0], 1)):
+        r = ops.matmul(a.inputs[0], b)
+    elif (is_op(b, *RESHAPES) and b.inputs[0].ndim == 1 and b.ndim == 2 and a.ndim == 2
+            and types.dim_eq(b.shape[1], 1)):
+        r = ops.matmul(a, b.inputs[0])
+    else:
+        return None
+    return coerce(r, n) if types.shape_eq(r.shape, n.shape) else None
+
+
+@rule("algebra")
+def uniform_constant_to_scalar(n: Node) -> Node | None:
+    """f(c, x) with a float constant c whose entries are all one value v is f(v, x) when the
+    other operands alone give the result's shape (a folded broadcast seed such as `mean`'s
+    1/n), so scalar rules such as `c1 * (c2 * x)` can fire."""
+    if not isinstance(n.op, Elementwise) or len(n.inputs) < 2:
+        return None
+    ins = list(n.inputs)
+    changed = False
+    for k, x in enumerate(ins):
+        c = const_value(x)
+        if c is None or c.ndim == 0 or c.size == 0 or c.dtype.kind != "f":
+            continue
+        v = c.reshape(-1)[0]
+        if not (np.all(c == v) and np.all(np.signbit(c) == np.signbit(v))):
+            continue
+        shapes = [t.shape for t in ins[:k]] + [()] + [t.shape for t in ins[k + 1:]]
+        if broadcasts_to(shapes, n.shape):
+            ins[k] = n.graph.constant(np.asarray(v, dtype=c.dtype))
+            changed = True
+    if not changed:
+        return None
+    return n.graph.apply(n.op, ins)
+
+
+@rule("algebra", ('mul',))
+def mul_by_cast_bool_to_mul(n: Node) -> Node | None:
+    """x * cast(b) for a boolean b is x * b when the product keeps x's float dtype: the
+    multiply converts True and False to 1 and 0 itself (relu's derivative mask)."""
+    if (ab := _binary(n, "mul")) is None:
+        return None
+    for k in (0, 1):
+        c, x = ab[k], ab[1 - k]
+        if (is_op(c, "cast") and c.inputs[0].dtype == np.bool_ and types.is_float(x.dtype)
+                and x.dtype == n.dtype):
+            b = c.inputs[0]
+            return coerce(ops.mul(x, b) if k else ops.mul(b, x), n)
+    return None

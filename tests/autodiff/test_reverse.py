@@ -189,3 +189,15 @@ def test_failed_grad_leaves_the_graph_as_it_was():
     with pytest.raises(gc.GraphError, match="graph"):
         gc.grad(s, gc.Graph("other").input("x"))
     assert len(g.nodes) == n
+
+
+def test_check_grad_handles_symbolic_shapes():
+    g = gc.Graph()
+    X = g.input("X", shape=("batch", "n"))
+    W = g.input("W", shape=("n", 2))
+    z = gc.tanh(X @ W)
+    rng = np.random.default_rng(0)
+    at = {X: rng.standard_normal((4, 3)), W: rng.standard_normal((3, 2))}
+    n = len(g.nodes)
+    assert gc.check_grad(z, [X, W], at=at, order=2) < 1e-6
+    assert len(g.nodes) == n  # the check's own nodes are removed again

@@ -119,3 +119,15 @@ def test_check_finite_names_the_first_bad_node():
     with pytest.raises(gc.NonFiniteError, match=f"{h.name}.*log.*NaN"):
         f(np.array([1.0, -1.0]))
     assert float(f(np.array([1.0, 1.0]))) == 0.0
+
+
+def test_intermediate_nodes_can_be_fed_and_cut_the_graph_there():
+    g = gc.Graph()
+    x = g.input("x", shape=(3,))
+    y = g.input("y", shape=(2, 3))
+    b = gc.broadcast_to(x, (2, 3))
+    e = gc.exp(x)
+    f = gc.function([b, e, y], [gc.sum(b * y), gc.sum(gc.log(e) * y)])
+    got = f(np.full((2, 3), 2.0), np.full(3, 2.0), np.ones((2, 3)))
+    assert float(got[0]) == 12.0
+    assert float(got[1]) == pytest.approx(6 * np.log(2.0), rel=1e-15)

@@ -174,3 +174,23 @@ def test_optimize_false_runs_graph_as_built():
 
 def test_structure_key_is_none_for_unhashable():
     assert function_module.structure_key([], [], ([],)) is None
+
+
+def test_outputs_fresh_by_construction_skip_the_call_time_check(rng):
+    g = gc.Graph()
+    x, W = g.input("x", (3,)), g.input("W", (3, 3))
+    y = gc.exp(x)
+    f = gc.function([x, W], [W @ x, y, gc.sum(y)])
+    assert not f._compiled.program.checked  # matmul, ufunc, 0-d copy: nothing to check
+    v, m = rng.standard_normal(3), rng.standard_normal((3, 3))
+    a, b, s = f(v, m)
+    np.testing.assert_allclose(a, m @ v)
+    np.testing.assert_allclose(s, np.exp(v).sum())
+    assert type(s) is np.ndarray and s.shape == () and s.flags.writeable
+    a2, b2, _ = f(v, m)
+    assert not np.shares_memory(a, a2) and not np.shares_memory(b, b2)
+    # a repeated output or a view still gets the check, and distinct arrays
+    h = gc.function([x, W], [y, y, y.reshape(3, 1)])
+    assert h._compiled.program.checked
+    p, q, r = h(v, m)
+    assert not np.shares_memory(p, q) and not np.shares_memory(p, r)

@@ -25,6 +25,8 @@ def scalar_case(build):
     return g, x, build(x)
 
 
+M43 = np.arange(12.0).reshape(4, 3) - 5.0
+
 # (rule, builder of the pattern from x of shape (4,) positive, ops expected after, oracle)
 CASES = [
     ("mul_by_one_to_x", lambda x: x * 1.0, [], lambda v: v),
@@ -67,6 +69,19 @@ CASES = [
      lambda v: -np.logaddexp(0, -v)),
     ("log_softmax_to_log_softmax", lambda x: gc.log(gc.softmax(x)), ["log_softmax"],
      lambda v: v - np.log(np.exp(v).sum())),
+    ("reshape_of_kept_sum_to_sum",
+     lambda x: gc.sum(x.reshape(2, 2), axis=0, keepdims=True).reshape(2), ["reshape", "sum"],
+     lambda v: v.reshape(2, 2).sum(0)),
+    ("squeeze_of_matmul_of_expand_dims_to_matmul",
+     lambda x: gc.squeeze(gc.expand_dims(x, 0) @ x.graph.constant(M43), 0), ["matmul"],
+     lambda v: v @ M43),
+    ("squeeze_of_matmul_of_expand_dims_to_matmul",
+     lambda x: gc.squeeze(x.graph.constant(M43.T) @ gc.expand_dims(x, -1), -1), ["matmul"],
+     lambda v: M43.T @ v),
+    ("uniform_constant_to_scalar",
+     lambda x: x.graph.constant(np.full(4, 3.0)) * (2.0 * x), ["mul"], lambda v: 6 * v),
+    ("mul_by_cast_bool_to_mul", lambda x: gc.exp(x) * gc.cast(x > 1.0, "float64"),
+     ["exp", "greater", "mul"], lambda v: np.exp(v) * (v > 1.0)),
 ]
 
 
