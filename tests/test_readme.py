@@ -20,6 +20,9 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:  # later blocks build on earlier ones, as a reader's session would
         exec(compile(block, str(README), "exec"), namespace)
+    listing = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+                   if b.startswith("def demo"))
+    assert namespace["f"].source.strip() == listing.strip()  # the shown f.source is current
     res = namespace["res"]
     assert res.success and abs(res.fun) < 1e-10
     assert len(namespace["top"]) == 3
