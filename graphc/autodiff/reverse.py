@@ -102,13 +102,10 @@ def grad(z, wrt, disconnected: str = "zero"):
         >>> gx.eval({x: np.array([1.0, 2.0])})
         array([2., 4.])
     """
-    _check_node("grad", "z", z)
-    if z.shape != ():
-        raise ShapeError(f"grad: z must be a scalar, got node {z.name!r} of shape "
-                         f"{types.fmt_shape(z.shape)}; reduce it (sum/mean) or use gc.vjp")
+    _check_scalar("grad", z, "reduce it (sum/mean) or use gc.vjp")
     g = z.graph
     with g.transaction(), g.role("grad"):
-        seed = g.constant(np.ones((), _float(z, "grad", "z").dtype))
+        seed = g.constant(np.ones((), z.dtype))
         g.rename(seed, f"d{z.name}/d{z.name}")
         return _differentiate(z, wrt, seed, disconnected, "grad")
 
@@ -181,6 +178,15 @@ def _check_node(fn: str, what: str, x, graph: Graph | None = None) -> None:
     if graph is not None and x.graph is not graph:
         raise GraphError(f"{fn}: {what} {x.name!r} belongs to graph {x.graph.name!r}, not "
                          f"to {graph.name!r}")
+
+
+def _check_scalar(fn: str, z, hint: str) -> None:
+    """z must be a scalar float node: what grad, hvp and hessian differentiate."""
+    _check_node(fn, "z", z)
+    if z.shape != ():
+        raise ShapeError(f"{fn}: z must be a scalar, got node {z.name!r} of shape "
+                         f"{types.fmt_shape(z.shape)}; {hint}")
+    _float(z, fn, "z")
 
 
 def _float(x: Node, fn: str, what: str) -> Node:

@@ -30,7 +30,7 @@ import sympy
 
 from graphc import ops
 from graphc.autodiff.forward import _as_list, jvp
-from graphc.autodiff.reverse import _check_node, _float, grad, vjp
+from graphc.autodiff.reverse import _check_node, _check_scalar, _float, grad, vjp
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
@@ -58,11 +58,7 @@ def hvp(z, wrt, v, mode: str = "auto"):
     """
     if mode not in MODES:
         raise GraphError(f"hvp: mode must be one of {MODES}, got {mode!r}")
-    _check_node("hvp", "z", z)
-    if z.shape != ():
-        raise ShapeError(f"hvp: z must be a scalar, got node {z.name!r} of shape "
-                         f"{types.fmt_shape(z.shape)}; reduce it (sum/mean) first")
-    _float(z, "hvp", "z")
+    _check_scalar("hvp", z, "reduce it (sum/mean) first")
     g = z.graph
     single = isinstance(wrt, Node)
     xs = _as_list("hvp", "wrt", wrt)
@@ -242,11 +238,7 @@ def hessian(z, wrt, mode: str = "auto"):
     """
     if mode not in MODES:
         raise GraphError(f"hessian: mode must be one of {MODES}, got {mode!r}")
-    _check_node("hessian", "z", z)
-    if z.shape != ():
-        raise ShapeError(f"hessian: z must be a scalar, got node {z.name!r} of shape "
-                         f"{types.fmt_shape(z.shape)}; use gc.jacobian of its gradient")
-    _float(z, "hessian", "z")
+    _check_scalar("hessian", z, "use gc.jacobian of its gradient")
     single = isinstance(wrt, Node)
     xs = _as_list("hessian", "wrt", wrt)
     g = z.graph
