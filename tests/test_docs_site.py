@@ -60,3 +60,16 @@ def test_page_code_runs_verbatim(page, capsys):
         top, dense = namespace["top"], namespace["dense"]
         np.testing.assert_allclose(np.sort(top)[::-1], np.linalg.eigvalsh(dense)[::-1][:3],
                                    rtol=1e-10)
+
+
+def test_compiler_page_listing_is_current():
+    """docs/compiler.md shows an example and the `f.source` it prints: run the one, compare."""
+    blocks = python_blocks("compiler.md")
+    example = next(b for b in blocks if "print(f.source)" in b)
+    listing = next(b for b in blocks if b.startswith("def demo"))
+    namespace: dict = {}
+    exec(compile("import graphc as gc\n" + example.replace("print(f.source)", ""),
+                 "compiler.md", "exec"), namespace)
+    assert namespace["f"].source.strip() == listing.strip()
+    fired = re.search(r"`f.fired` here is `(\(.*?\))`", (DOCS / "compiler.md").read_text(), re.S)
+    assert fired and str(namespace["f"].fired) == " ".join(fired.group(1).split())

@@ -19,17 +19,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.compile.schedule import Schedule, plan_inplace
+from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import OPS, Constant
 
 # Library elementwise ops that are NumPy ufunc calls, written out; `{}` are the operands.
-SPECIAL_FORMS = {"relu": ("np.maximum", "{0}, 0"), "softplus": ("np.logaddexp", "0.0, {0}")}
+# `{zero}` is a 0-d zero of the node's dtype: a ufunc converts a Python scalar operand on every
+# call, which costs ~0.2 us on small arrays.
+SPECIAL_FORMS = {"relu": ("np.maximum", "{0}, {zero}"),
+                 "softplus": ("np.logaddexp", "{zero}, {0}")}
 # Ops that always return a new array they own (for ndim >= 1): safe to overwrite once dead.
 FRESH_OPS = frozenset({
     "add_n", "matmul", "max", "min", "softmax", "log_softmax", "logsumexp", "zeros_like",
     "ones_like", "eye_like", "scatter_index", "where", "concatenate", "stack", "cast",
     "one_hot", "diag", "softmax_cross_entropy", "scatter_add"})
-RESERVED = frozenset({"np", "self"})
+RESERVED = frozenset({"np", "self", "type", "slice", "Ellipsis"})  # names the code uses
+# On 0-d float values Python's operators run NumPy's scalar math: the same IEEE result as the
+# ufunc in a tenth of the time (~50 ns against ~450 ns).
+SCALAR_OPERATORS = {np.add: "{0} + {1}", np.subtract: "{0} - {1}", np.multiply: "{0} * {1}",
+                    np.true_divide: "{0} / {1}", np.negative: "-{0}"}
+# A sum over a leading or trailing axis of at most this many float elements is a dot product
+# with a vector of ones: ~0.3 us a call against ~0.85 us for np.add.reduce's set-up.
+SMALL_SUM = 1024
 
 
 def ufunc_of(node: Node):
@@ -137,6 +148,7 @@ def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
     lines: list[str] = []
     line_nodes: dict[int, Node] = {}
     head = f"def {identifier(name)}({', '.join(params + ['_ops'])}):"
+    lines.extend(_guard(schedule.inputs, params, env, check_finite or bool(symbolic)))
     for k, unit in enumerate(order):
         if unit.group is None:
             n = unit.nodes[0]
@@ -181,6 +193,26 @@ def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
     return Program(source, env[identifier(name)], filename, line_nodes, checked)
 
 
+def _guard(inputs, params: list[str], env: dict, never: bool) -> list[str]:
+    """The fast path's test: called with `_ops=None`, the function runs only when every value
+    is an ndarray of its input's exact static shape and dtype (what the call-time checks would
+    pass unchanged) and otherwise returns None, so the caller runs the checks."""
+    if never or not all(types.is_static(x.shape) for x in inputs):
+        return ["    if _ops is None:", "        return None"]
+    if not inputs:
+        return []
+    env["_ndarray"] = np.ndarray
+    tests = []
+    for k, (x, p) in enumerate(zip(inputs, params)):
+        env[f"_dtype_{k}"] = np.dtype(x.dtype)
+        tests.append(f"type({p}) is _ndarray and {p}.shape == {_literal(tuple(x.shape))} "
+                     f"and {p}.dtype is _dtype_{k}")
+    head = ["    if _ops is None and not (" + tests[0]]
+    head += [f"            and {t}" for t in tests[1:]]
+    head[-1] += "):"
+    return [*head, "        return None"]
+
+
 def _returns(schedule: Schedule, names: dict, member: dict, symbolic) -> tuple[list, bool]:
     """The returned expressions, and whether the caller must still make outputs fresh.
 
@@ -211,11 +243,16 @@ def _call(n: Node, args: list[str], env: dict, slot, into: str | None) -> str:
     out = f", out={into}" if into is not None else ""
     if slot is not None:
         return f"_ops[{int(slot)}]({', '.join(args)})"
+    scalar = _scalar_operator(n, args, env)
+    if scalar is not None and into is None:
+        return scalar
     special = SPECIAL_FORMS.get(n.op.name)
     if special is not None and OPS.get(n.op.name) is type(n.op):
         fn, form = special
-        return f"{fn}({form.format(*args)}{out})"
-    inline = _inline(n, args)
+        zero = "_zero_" + identifier(n.dtype.str)
+        env[zero] = np.zeros((), n.dtype)
+        return f"{fn}({form.format(*args, zero=zero)}{out})"
+    inline = _inline(n, args, env)
     if inline is not None:
         return inline
     uf = ufunc_of(n)
@@ -229,6 +266,40 @@ def _call(n: Node, args: list[str], env: dict, slot, into: str | None) -> str:
     fn = f"_{identifier(n.op.name)}_{n.index}"
     env[fn] = n.op.forward
     return f"{fn}({', '.join(args)})"
+
+
+def _scalar_operator(n: Node, args: list[str], env: dict) -> str | None:
+    """`a * b` for a 0-d float add/sub/mul/div/neg (constants passed as NumPy scalars)."""
+    form = SCALAR_OPERATORS.get(ufunc_of(n))
+    if form is None or any(x.ndim != 0 or x.dtype.kind != "f" for x in (n, *n.inputs)):
+        return None
+    operands = []
+    for x, a in zip(n.inputs, args):
+        if isinstance(x.op, Constant):
+            a = f"_s_{a}"
+            env[a] = x.op.value[()]
+        operands.append(a)
+    return form.format(*operands)
+
+
+def _small_sum(n: Node, args: list[str], env: dict) -> str | None:
+    """A sum over the one axis of a vector, or the first or last axis of a small matrix, as a
+    dot product with ones (same dtype, float only)."""
+    x = n.inputs[0]
+    axis = tuple(n.op.params()["axis"])
+    if (n.op.params()["keepdims"] or x.dtype not in (np.float32, np.float64)
+            or n.dtype != x.dtype or x.ndim not in (1, 2) or len(axis) != 1
+            or not all(isinstance(d, int) for d in x.shape) or np.prod(x.shape) > SMALL_SUM):
+        return None
+    a = axis[0] % x.ndim
+    size = x.shape[a]
+    ones = f"_ones_{size}_{identifier(x.dtype.str)}"
+    vec = np.ones(size, x.dtype)
+    vec.flags.writeable = False
+    env[ones] = vec
+    if a == x.ndim - 1:
+        return f"{args[0]}.dot({ones})"
+    return f"{ones}.dot({args[0]})"
 
 
 def _literal(value) -> str | None:
@@ -251,7 +322,7 @@ def _literal(value) -> str | None:
     return None
 
 
-def _inline(n: Node, args: list[str]) -> str | None:
+def _inline(n: Node, args: list[str], env: dict) -> str | None:
     """NumPy written out for the shape ops, sum and matmul of the library: the same call the
     op's forward makes, without the method call around it."""
     name = n.op.name
@@ -259,8 +330,13 @@ def _inline(n: Node, args: list[str]) -> str | None:
         return None
     p = n.op.params()
     if name == "matmul":
+        if all(x.ndim in (1, 2) for x in n.inputs):  # same product; ~0.5 us less per call
+            return f"{args[0]}.dot({args[1]})"
         return f"np.matmul({args[0]}, {args[1]})"
     if name == "sum" and p["axis"]:
+        small = _small_sum(n, args, env)
+        if small is not None:
+            return small
         axis = _literal(tuple(p["axis"]))
         if not p["keepdims"]:  # positional arguments: ~0.1 us less per call
             return f"np.add.reduce({args[0]}, {axis})"

@@ -67,10 +67,7 @@ class Function:
         self._fn = self._compiled.program.fn
         self._checked = self._compiled.program.checked
         self._resolved: dict[tuple, dict[int, object]] = {}
-        # (shape, dtype) of each input whose shape is static: arrays matching them exactly
-        # pass the call-time checks unchanged, so they skip them
-        self._exact = [(tuple(n.shape) if types.is_static(n.shape) else None, n.dtype)
-                       for n in self.inputs]
+        self._arity = len(self.inputs)
 
     @property
     def source(self) -> str:
@@ -87,30 +84,41 @@ class Function:
                 f"({', '.join(n.name for n in self.outputs)}): {len(self.schedule.steps)} steps>")
 
     def __call__(self, *args, **kwargs):
-        values = input_checks.bind_args(self.inputs, args, kwargs) if kwargs or len(args) != len(
-            self.inputs) else args
-        for v, (s, d) in zip(values, self._exact):
-            if type(v) is not np.ndarray or v.shape != s or (v.dtype is not d and v.dtype != d):
-                arrays, env = input_checks.check_values(self.inputs, values)
-                break
-        else:  # every value is an array of the exact static type: what check_values returns
-            arrays, env = values, {}
+        if not kwargs and len(args) == self._arity:
+            # fast path: the generated function runs at once when every value already is an
+            # array of its input's exact static shape and dtype, else returns None
+            try:
+                results = self._fn(*args, None)
+            except GraphcError:
+                raise
+            except Exception as e:
+                raise self._failure(e) from e
+            if results is not None:
+                if self._checked:
+                    results = _fresh_outputs(results, args)
+                return results[0] if self.single_output else results
+        values = input_checks.bind_args(self.inputs, args, kwargs)
+        arrays, env = input_checks.check_values(self.inputs, values)
         if self.check_finite:
             for node, arr in zip(self.inputs, arrays):
                 _check_input_finite(node, arr)
-        ops = self._ops_for(env) if self._compiled.symbolic else None
+        ops = self._ops_for(env) if self._compiled.symbolic else _NO_OPS
         try:
             results = self._fn(*arrays, ops)
         except GraphcError:
             raise
         except Exception as e:  # a value the graph's types could not rule out
-            node = self._compiled.program.node_at(e.__traceback__)
-            where = (f"node {node.name!r} ({node.op.label()}, built at {node.source})"
-                     if node is not None else "the compiled function")
-            raise InputError(f"{where} failed at run time: {e}") from e
+            raise self._failure(e) from e
         if self._checked:
             results = _fresh_outputs(results, arrays)
         return results[0] if self.single_output else results
+
+    def _failure(self, e: Exception) -> InputError:
+        """The error for an exception raised inside the generated code, naming its node."""
+        node = self._compiled.program.node_at(e.__traceback__)
+        where = (f"node {node.name!r} ({node.op.label()}, built at {node.source})"
+                 if node is not None else "the compiled function")
+        return InputError(f"{where} failed at run time: {e}")
 
     # -- running ----------------------------------------------------------------------------
     def _ops_for(self, env: dict) -> dict[int, object]:
@@ -122,6 +130,9 @@ class Function:
             ops = {sched.slot[n]: n.op.resolve(env).forward for n in self._compiled.symbolic}
             self._resolved[key] = ops
         return ops
+
+
+_NO_OPS: dict = {}  # `_ops` of a checked call to a function without symbolic parameters
 
 
 # -- compiling and the cache -------------------------------------------------------------------

@@ -219,8 +219,16 @@ def _may_join(gid: int, y: Node, group_of: dict, reach: dict) -> bool:
 
 
 def kernel_source(g: Group) -> str:
-    """The loop nest of a group: read operands, one line per op, write the outputs; a
-    scatter_add member adds each of its terms into its zeroed output at the term's offset."""
+    """The loop nest of a group: read operands, one line per op, write the outputs.
+
+    A scatter_add member adds each of its terms into its output at the term's offset. Over a
+    vector it keeps the partial sums of the elements still open in registers (`o0_r1` is
+    element i + 1's) and stores element i once it is complete: a first-order recurrence,
+    which LLVM vectorizes, where `o0[i + 1] += t` through memory blocks vectorization (4x
+    slower for Rosenbrock's gradient). Either way an element starts from a zero and receives
+    its terms in loop order (larger offsets first), which may differ in the last bit from
+    NumPy's window-by-window order.
+    """
     shape = g.nodes[0].shape
     idx = ", ".join(f"i{k}" for k in range(len(shape)))
     args = [f"a{k}" for k in range(len(g.inputs))]
@@ -229,9 +237,15 @@ def kernel_source(g: Group) -> str:
              "@numba.njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel({', '.join(args)}):"]
     out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}
+    registers = len(shape) == 1
+    span: dict[Node, int] = {}  # scatter output -> largest offset (vector case)
     for o, v in out_var.items():
-        make = "zeros" if o.op.name == "scatter_add" else "empty"
+        scatter = o.op.name == "scatter_add"
+        make = "zeros" if scatter and not registers else "empty"
         lines.append(f"    {v} = np.{make}({tuple(o.shape)!r}, np.{o.dtype.name})")
+        if scatter and registers:
+            span[o] = max(window(index, o.shape, shape)[0] for index in o.op.indices)
+            lines += [f"    {v}_r{d} = np.{o.dtype.name}(0.0)" for d in range(span[o] + 1)]
     pad = "    "
     for k, d in enumerate(shape):
         lines.append(f"{pad}for i{k} in range({int(d)}):")
@@ -242,10 +256,20 @@ def kernel_source(g: Group) -> str:
             lines.append(f"{pad}x{k} = a{k}[{idx}]")
     for k, n in enumerate(g.nodes):
         if n.op.name == "scatter_add":
+            v = out_var[n]
             for t, index in zip(n.inputs[1:], n.op.indices):
+                offsets = window(index, n.shape, shape)
+                if n in span:
+                    r = f"{v}_r{offsets[0]}"
+                    lines.append(f"{pad}{r} = {r} + {var[t]}  # scatter_add")
+                    continue
                 at = ", ".join(f"i{a} + {int(off)}" if off else f"i{a}"
-                               for a, off in enumerate(window(index, n.shape, shape)))
-                lines.append(f"{pad}{out_var[n]}[{at}] += {var[t]}  # scatter_add")
+                               for a, off in enumerate(offsets))
+                lines.append(f"{pad}{v}[{at}] += {var[t]}  # scatter_add")
+            if n in span:  # element i is complete: store it, shift the open ones down
+                lines.append(f"{pad}{v}[i0] = {v}_r0")
+                lines += [f"{pad}{v}_r{d - 1} = {v}_r{d}" for d in range(1, span[n] + 1)]
+                lines.append(f"{pad}{v}_r{span[n]} = np.{n.dtype.name}(0.0)")
             continue
         var[n] = f"t{k}"
         form = SCALAR[n.op.name] or " + ".join(f"{{{j}}}" for j in range(len(n.inputs)))
@@ -254,6 +278,11 @@ def kernel_source(g: Group) -> str:
     for o, v in out_var.items():
         if o.op.name != "scatter_add":
             lines.append(f"{pad}{v}[{idx}] = {var[o]}")
+    for o, top in span.items():  # the elements past the loop: still open, or untouched
+        m, v = int(shape[0]), out_var[o]
+        lines += [f"    {v}[{m + d}] = {v}_r{d}" for d in range(min(top + 1, int(o.shape[0]) - m))]
+        if int(o.shape[0]) > m + top + 1:
+            lines.append(f"    {v}[{m + top + 1}:] = 0.0")
     lines.append("    return " + ", ".join(out_var.values()) + ",")
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 caller or the graph owns, the structural cache, threads, run-time errors naming the node."""
 
 import importlib
+import re
 import threading
 
 import numpy as np
@@ -194,3 +195,111 @@ def test_outputs_fresh_by_construction_skip_the_call_time_check(rng):
     assert h._compiled.program.checked
     p, q, r = h(v, m)
     assert not np.shares_memory(p, q) and not np.shares_memory(p, r)
+
+
+# -- small arrays: the call overhead is the cost --------------------------------------------
+@pytest.mark.parametrize("shape,axis", [((5,), 0), ((4, 3), 0), ((4, 3), 1), ((4, 3), -1)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_small_sum_is_a_dot_with_ones(rng, shape, axis, dtype):
+    g = gc.Graph()
+    x = g.input("x", shape=shape, dtype=dtype)
+    f = gc.function([x], gc.sum(x, axis=axis))
+    assert re.search(r"_ones_\w+\.dot\(x\)|x\.dot\(_ones_", f.source)
+    assert "add.reduce" not in f.source
+    v = rng.standard_normal(shape).astype(dtype)
+    got = f(v)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, v.sum(axis=axis), rtol=1e-12 if dtype == "float64" else 1e-6)
+    special = np.array([np.inf, -np.inf, np.nan, 1.0, 2.0][:shape[0]])
+    if len(shape) == 1:  # IEEE semantics are the sum's: inf - inf and nan give nan
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(f(special.astype(dtype)))
+
+
+def test_large_or_integer_sums_stay_reductions():
+    g = gc.Graph()
+    big = g.input("big", shape=(2000,))
+    ints = g.input("ints", shape=(5,), dtype="int64")
+    three = g.input("three", shape=(2, 3, 4))
+    f = gc.function([big, ints, three], [gc.sum(big, axis=0), gc.sum(ints, axis=0),
+                                         gc.sum(three, axis=1)])
+    assert "_ones_" not in f.source and f.source.count("np.add.reduce(") == 3
+    b, i, t = np.arange(2000.0), np.arange(5), np.ones((2, 3, 4))
+    got = f(b, i, t)
+    assert got[0] == b.sum() and got[1] == 10 and got[1].dtype == np.int64
+    np.testing.assert_array_equal(got[2], np.full((2, 4), 3.0))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scalar_arithmetic_uses_operators_with_the_ufuncs_result(dtype):
+    g = gc.Graph()
+    a, b = g.input("a", dtype=dtype), g.input("b", dtype=dtype)
+    outs = [a * 3.0 + b, (a - b) / 7.0, -a * b]
+    f = gc.function([a, b], outs)
+    assert "np.multiply" not in f.source and "np.add" not in f.source
+    assert " * _s_c_" in f.source  # the constant is bound as a NumPy scalar
+    va, vb = np.array(1.25, dtype), np.array(-0.5, dtype)
+    for got, want in zip(f(va, vb), [np.multiply(va, 3.0).astype(dtype) + vb,
+                                     np.divide(va - vb, np.array(7.0, dtype)),
+                                     np.multiply(np.negative(va), vb)]):
+        assert got.dtype == np.dtype(dtype) and got.shape == ()
+        assert got == want  # bit for bit: the same IEEE operation
+    q = gc.function([a, b], a / b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert q(np.array(1.0, dtype), np.array(0.0, dtype)) == np.inf
+        assert np.isnan(q(np.array(0.0, dtype), np.array(0.0, dtype)))
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 2)), ((3, 4), (4,)), ((4,), (4, 2)),
+                                   ((4,), (4,)), ((2, 3, 4), (4, 5))])
+def test_matmul_small_operands(rng, sa, sb):
+    g = gc.Graph()
+    a, b = g.input("a", shape=sa), g.input("b", shape=sb)
+    f = gc.function([a, b], a @ b)
+    assert ("np.matmul(" in f.source) == (len(sa) > 2)  # 1-D and 2-D: ndarray.dot
+    va, vb = rng.standard_normal(sa), rng.standard_normal(sb)
+    np.testing.assert_allclose(f(va, vb), np.matmul(va, vb), rtol=1e-13)
+    np.testing.assert_allclose(f(np.asfortranarray(va), vb[..., ::-1][..., ::-1]),
+                               np.matmul(va, vb), rtol=1e-13)
+
+
+def test_relu_and_softplus_keep_float32():
+    g = gc.Graph()
+    x = g.input("x", shape=(3,), dtype="float32")
+    f = gc.function([x], [gc.relu(x), gc.softplus(x)])
+    v = np.array([-1.0, 0.0, 2.0], np.float32)
+    r, s = f(v)
+    assert r.dtype == np.float32 and s.dtype == np.float32
+    np.testing.assert_array_equal(r, [0.0, 0.0, 2.0])
+    np.testing.assert_allclose(s, np.log1p(np.exp(v)), rtol=1e-6)
+
+
+def test_fast_path_only_for_exact_arrays(rng):
+    g = gc.Graph()
+    x = g.input("x", shape=(3,))
+    k = g.input("k", shape=(3,), dtype="int64")
+    f = gc.function([x, k], [2.0 * x, k + 1])
+    assert "if _ops is None and not (type(x) is _ndarray and x.shape == (3,)" in f.source
+    assert f._fn(np.ones(3), np.arange(3), None) is not None          # exact: runs at once
+    assert f._fn([1.0, 2.0, 3.0], np.arange(3), None) is None         # a list: checks first
+    assert f._fn(np.ones(3, np.float32), np.arange(3), None) is None  # other dtype
+    assert f._fn(np.ones((1, 3)), np.arange(3), None) is None         # other shape
+    want = [np.array([2.0, 4.0, 6.0]), np.array([1, 2, 3])]
+    strided = np.repeat([1.0, 2.0, 3.0], 2)[::2]
+    for args in [([1.0, 2.0, 3.0], [0, 1, 2]),
+                 (np.arange(1.0, 4.0, dtype=np.float32), np.arange(3)),
+                 (strided, np.arange(3))]:
+        for got, w in zip(f(*args), want):
+            np.testing.assert_allclose(got, w)
+    with pytest.raises(gc.InputError, match="'x'"):
+        f(np.ones(4), np.arange(3))
+    with pytest.raises(gc.InputError, match="'k'"):
+        f(np.ones(3), np.array([0.5, 1.5, 2.5]))
+
+
+def test_inputs_named_like_what_the_code_uses():
+    g = gc.Graph()
+    xs = [g.input(n, shape=(2,)) for n in ("type", "slice", "Ellipsis", "np", "_ops")]
+    f = gc.function(xs, gc.add_n([x[0:1] for x in xs]))
+    assert "def graph(type_, slice_, Ellipsis_, np_, ops, _ops):" in f.source
+    np.testing.assert_allclose(f(*[np.full(2, k + 1.0) for k in range(5)]), [15.0])
