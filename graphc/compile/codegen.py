@@ -59,7 +59,15 @@ def writes_out(node: Node) -> bool:
     """True when the node's step can be given an output buffer."""
     if node.op.name in SPECIAL_FORMS and OPS.get(node.op.name) is type(node.op):
         return True
+    if _add_n_as_adds(node):
+        return True
     return ufunc_of(node) is not None
+
+
+def _add_n_as_adds(node: Node) -> bool:
+    """An add_n of arrays of its own dtype: written as `np.add` calls into one buffer."""
+    return (node.op.name == "add_n" and OPS.get("add_n") is type(node.op) and node.ndim > 0
+            and len(node.inputs) >= 2 and all(x.dtype == node.dtype for x in node.inputs))
 
 
 def is_fresh(node: Node) -> bool:
@@ -252,6 +260,13 @@ def _call(n: Node, args: list[str], env: dict, slot, into: str | None) -> str:
         zero = "_zero_" + identifier(n.dtype.str)
         env[zero] = np.zeros((), n.dtype)
         return f"{fn}({form.format(*args, zero=zero)}{out})"
+    if _add_n_as_adds(n) and (len(args) == 2 or (into == args[0] and into not in args[2:])):
+        # ((a + b) + c) + ...: the order add_n's forward adds in, in `into` when planned (a
+        # buffer read again after the first add must not be it)
+        call = f"np.add({args[0]}, {args[1]}{out})"
+        for a in args[2:]:
+            call = f"np.add({call}, {a}{out})"
+        return call
     inline = _inline(n, args, env)
     if inline is not None:
         return inline

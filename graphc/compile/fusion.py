@@ -148,6 +148,10 @@ def find_groups(schedule: Schedule) -> list[Group]:
         g.inputs = list(dict.fromkeys(x for n in nodes for x in _operands(n, sinks)
                                       if x not in inside))
         g.outputs = [n for n in nodes if n in used_outside]
+        if len(g.outputs) == len(nodes):
+            # siblings only: every member is written out, so the kernel saves no temporary,
+            # and each of its outputs is a fresh allocation NumPy would make anyway
+            continue
         g.source = kernel_source(g)
         g.kernel = kernel(g.source)
         groups.append(g)

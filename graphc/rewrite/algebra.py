@@ -372,3 +372,19 @@ def mul_by_cast_bool_to_mul(n: Node) -> Node | None:
             b = c.inputs[0]
             return coerce(ops.mul(x, b) if k else ops.mul(b, x), n)
     return None
+
+
+@rule("algebra", ('sum',))
+def sum_of_square_to_dot(n: Node) -> Node | None:
+    """sum(square(x)) over every axis of a float64 x is x·x, one BLAS dot over x's entries:
+    no temporary the size of x and no second pass (a weight-decay term, a squared norm). The
+    dot adds in BLAS's order, not NumPy's pairwise order: float32 is left alone, where that
+    difference would show."""
+    if not is_op(n, "sum") or not is_op(n.inputs[0], "square") or n.op.keepdims:
+        return None
+    x = n.inputs[0].inputs[0]
+    if (x.dtype != np.float64 or n.dtype != np.float64 or x.ndim == 0
+            or set(n.op.axis) != set(range(x.ndim)) or not types.is_static(x.shape)):
+        return None
+    flat = ops.reshape(x, (types.concrete_size(x.shape),))
+    return coerce(ops.matmul(flat, flat), n)

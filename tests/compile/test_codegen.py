@@ -303,3 +303,18 @@ def test_inputs_named_like_what_the_code_uses():
     f = gc.function(xs, gc.add_n([x[0:1] for x in xs]))
     assert "def graph(type_, slice_, Ellipsis_, np_, ops, _ops):" in f.source
     np.testing.assert_allclose(f(*[np.full(2, k + 1.0) for k in range(5)]), [15.0])
+
+
+def test_add_n_adds_into_one_buffer_without_clobbering_a_repeated_operand(rng):
+    g = gc.Graph()
+    x = g.input("x", shape=(3,))
+    c = gc.cos(x)
+    outs = [gc.add_n([c, x, c]), gc.add_n([gc.sin(x), x, gc.exp(x)]), gc.add_n([x, x])]
+    v = rng.standard_normal(3)
+    want = [2 * np.cos(v) + v, np.sin(v) + v + np.exp(v), 2 * v]
+    for optimize in (True, False):
+        f = gc.function([x], outs, optimize=optimize)
+        for got, w in zip(f(v), want):
+            np.testing.assert_allclose(got, w, rtol=1e-14)
+    raw = gc.function([x], outs, optimize=False).source
+    assert "np.add(np.add(sin_" in raw and ", out=sin_" in raw  # three terms, one buffer

@@ -57,6 +57,8 @@ CASES = [
      lambda x: gc.broadcast_to(gc.sum(x), (4,)) * x, ["sum", "mul"], lambda v: v.sum() * v),
     ("sum_of_broadcast_to_scaled_sum", lambda x: gc.sum(gc.broadcast_to(x, (3, 4)), axis=0),
      ["mul"], lambda v: 3 * v),
+    ("sum_of_square_to_dot", lambda x: gc.sum(gc.square(x.reshape(2, 2))), ["matmul"],
+     lambda v: np.sum(v ** 2)),
     ("constant_inputs_to_constant", lambda x: x + gc.exp(x.graph.constant(np.ones(4))),
      ["add"], lambda v: v + np.e),
     ("shape_only_op_to_constant", lambda x: x + gc.ones_like(x), ["add"], lambda v: v + 1),
@@ -183,3 +185,23 @@ def test_gradient_of_slices_accumulates_in_one_buffer(rng):
     want = gc.function([W, x], [gW, gx], optimize=False)(Wv, xv)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
     np.testing.assert_allclose(got[1], np.r_[xv[1], xv[:-2] + xv[2:], xv[-2]], rtol=1e-12)
+
+
+def test_sum_of_square_to_dot_only_for_float64_full_sums(rng):
+    g = gc.Graph()
+    x = g.input("x", shape=(30, 20))
+    x32 = g.input("x32", shape=(30, 20), dtype="float32")
+    outs = [gc.sum(gc.square(x)), gc.sum(gc.square(x), axis=0), gc.sum(gc.square(x32))]
+    f = gc.function([x, x32], outs)
+    assert f.fired.count("sum_of_square_to_dot") == 1
+    assert "x.reshape((600,))" in f.source
+    v = rng.standard_normal((30, 20)) * 1e3
+    got = f(v, v.astype(np.float32))
+    np.testing.assert_allclose(got[0], np.sum(v ** 2), rtol=1e-14)
+    np.testing.assert_allclose(got[1], np.sum(v ** 2, axis=0), rtol=1e-14)
+    assert got[2].dtype == np.float32
+    bad = np.zeros((30, 20))
+    bad[3, 4] = np.inf
+    assert f(bad, bad.astype(np.float32))[0] == np.inf  # IEEE semantics as the sum's
+    bad[5, 6] = np.nan
+    assert np.isnan(f(bad, bad.astype(np.float32))[0])
