@@ -6,8 +6,10 @@ Workloads: the book's XOR network (loss + gradient), the figure 6.11 MLP (forwar
 HVP), Rosenbrock at n = 10**5 and 10**6 (gradient, HVP), a depth-200 tanh chain of width 64
 (loss + gradient), the compile time of a 2,000-op elementwise graph's gradient + HVP, and the
 MLP HVP graph's node count raw vs optimized. Every ratio is time / hand-written NumPy time
-measured in this run (lower is better). Where JAX or PyTensor (or PyTorch) are installed,
-their columns are added for the same workloads. BLAS and every framework run on one thread.
+measured in this run (lower is better). Where JAX, PyTensor or PyTorch are installed (the
+`bench` extra: pip install -e ".[bench]"), their columns are added for the same workloads,
+after checking their values against graphc's. BLAS and every framework run on one thread,
+and the process is pinned to one core.
 """
 
 import os
@@ -18,6 +20,8 @@ os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
                            "intra_op_parallelism_threads=1")
 os.environ.setdefault("PYTENSOR_FLAGS", "openmp=False,blas__ldflags=")
 os.environ["JAX_ENABLE_X64"] = "1"
+if hasattr(os, "sched_setaffinity"):  # one core for every framework: XLA's CPU client does not
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # heed the thread flags above
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
@@ -31,6 +35,10 @@ from scipy.optimize import rosen_der, rosen_hess_prod  # noqa: E402
 import graphc as gc  # noqa: E402
 
 HAVE = {m: importlib.util.find_spec(m) is not None for m in ("jax", "pytensor", "torch")}
+if HAVE["torch"]:
+    import torch
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
 
 
 REPEAT = 7
@@ -85,6 +93,8 @@ def xor(repeat):
         return np.mean(r * r), X.T @ dh, dh.sum(0), h.T @ d, d.sum()
 
     fns = {"numpy": hand, "graphc": lambda: f(X, y, W, c, w, b)}
+    for a, b_ in zip(f(X, y, W, c, w, b), hand()):
+        np.testing.assert_allclose(a, b_, rtol=1e-12)
     if HAVE["pytensor"]:
         import pytensor
         import pytensor.tensor as pt
@@ -99,6 +109,15 @@ def xor(repeat):
         jl = jax.jit(jax.value_and_grad(lambda W, c, w, b, X, y: jnp.mean(
             (y - (jnp.maximum(X @ W + c, 0) @ w + b)) ** 2), argnums=(0, 1, 2, 3)))
         fns["jax"] = lambda: jax.block_until_ready(jl(W, c, w, b, X, y))
+    if HAVE["torch"]:
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+        tp = [torch.from_numpy(a).requires_grad_() for a in (W, c, w, b)]
+
+        def torch_xor():
+            tW, tc, tw, tb = tp
+            loss = torch.mean(torch.square(ty - (torch.relu(tX @ tW + tc) @ tw + tb)))
+            return loss.detach(), torch.autograd.grad(loss, tp)
+        fns["torch"] = torch_xor
     report("XOR loss+gradient", fns)
 
 
@@ -149,6 +168,7 @@ def mlp(repeat, n=512, d=784, h=256, k=10, lam=1e-3):
         RdA = (RdU @ W2.T + dU @ V2.T) * mask
         return X.T @ RdA + 2 * lam * V1, RH.T @ dU + H.T @ RdU + 2 * lam * V2
 
+    peers = mlp_peers(X, labels, W1, W2, V1, V2, lam)
     for label, hand, outs in (("MLP forward", lambda: forward()[-1], [J]),
                               ("MLP gradient", gradient, [J, *grads]),
                               ("MLP HVP", hvp, hv)):
@@ -156,8 +176,15 @@ def mlp(repeat, n=512, d=784, h=256, k=10, lam=1e-3):
         raw = gc.function(ins, outs, optimize=False)
         for a, b in zip(f(*vals), raw(*vals)):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+        what = label.split()[-1]
+        for name, fn in peers.items():  # each framework's result against graphc's
+            for a, b in zip(np.atleast_1d(f(*vals)) if what == "forward" else f(*vals),
+                            [fn[what]()] if what == "forward" else fn[what]()):
+                np.testing.assert_allclose(np.asarray(b), a, rtol=1e-7, atol=1e-9,
+                                           err_msg=f"{name} {label}")
         report(label, {"numpy": hand, "graphc": lambda f=f: f(*vals),
-                       "optimize=False": lambda raw=raw: raw(*vals)})
+                       "optimize=False": lambda raw=raw: raw(*vals),
+                       **{name: fn[what] for name, fn in peers.items()}})
     want = hvp()
     got = gc.function(ins, hv)(*vals)
     for a, b in zip(got, want):
@@ -166,6 +193,69 @@ def mlp(repeat, n=512, d=784, h=256, k=10, lam=1e-3):
     opt_n = len(gc.function(ins, hv).graph.nodes)
     print(f"{'MLP HVP graph nodes':<34}  raw {raw_n}  optimized {opt_n}  "
           f"({opt_n / raw_n:.2f}x)")
+
+
+def mlp_peers(X, labels, W1, W2, V1, V2, lam) -> dict:
+    """{framework: {"forward", "gradient", "HVP": callable}} for the figure 6.11 MLP; each
+    gradient callable returns (J, dW1, dW2) and each HVP callable (HW1, HW2)."""
+    n = X.shape[0]
+    peers = {}
+    if HAVE["jax"]:
+        import jax
+        import jax.numpy as jnp
+
+        def jloss(W1, W2):
+            U = jnp.maximum(X @ W1, 0) @ W2
+            ce = -jnp.take_along_axis(jax.nn.log_softmax(U, axis=1), labels[:, None], 1)
+            return ce.mean() + lam * (jnp.sum(W1 ** 2) + jnp.sum(W2 ** 2))
+        jf = jax.jit(jloss)
+        jg = jax.jit(jax.value_and_grad(jloss, argnums=(0, 1)))
+        jh = jax.jit(lambda W1, W2, V1, V2: jax.jvp(jax.grad(jloss, argnums=(0, 1)),
+                                                    (W1, W2), (V1, V2))[1])
+        peers["jax"] = {
+            "forward": lambda: jax.block_until_ready(jf(W1, W2)),
+            "gradient": lambda: (lambda r: (r[0], *r[1]))(jax.block_until_ready(jg(W1, W2))),
+            "HVP": lambda: jax.block_until_ready(jh(W1, W2, V1, V2))}
+    if HAVE["pytensor"]:
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.tensor.special import log_softmax
+        sX, sy, sW1, sW2 = pt.dmatrix(), pt.lvector(), pt.dmatrix(), pt.dmatrix()
+        sV1, sV2 = pt.dmatrix(), pt.dmatrix()
+        U = pt.maximum(sX @ sW1, 0) @ sW2
+        J = (-log_softmax(U, axis=1)[pt.arange(n), sy].mean()
+             + lam * (pt.sum(sW1 ** 2) + pt.sum(sW2 ** 2)))
+        g1, g2 = pytensor.grad(J, [sW1, sW2])
+        h1, h2 = pytensor.grad(pt.sum(g1 * sV1) + pt.sum(g2 * sV2), [sW1, sW2])
+        pf = pytensor.function([sX, sy, sW1, sW2], J)
+        pg = pytensor.function([sX, sy, sW1, sW2], [J, g1, g2])
+        ph = pytensor.function([sX, sy, sW1, sW2, sV1, sV2], [h1, h2])
+        peers["pytensor"] = {"forward": lambda: pf(X, labels, W1, W2),
+                             "gradient": lambda: pg(X, labels, W1, W2),
+                             "HVP": lambda: ph(X, labels, W1, W2, V1, V2)}
+    if HAVE["torch"]:
+        import torch.nn.functional as F
+        tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
+        tW1, tW2 = (torch.from_numpy(a).requires_grad_() for a in (W1, W2))
+        tV1, tV2 = torch.from_numpy(V1), torch.from_numpy(V2)
+
+        def tloss():
+            U = torch.relu(tX @ tW1) @ tW2
+            return F.cross_entropy(U, ty) + lam * (torch.sum(tW1 ** 2) + torch.sum(tW2 ** 2))
+
+        def tforward():
+            with torch.no_grad():
+                return tloss()
+
+        def tgrad():
+            J = tloss()
+            return (J.detach(), *torch.autograd.grad(J, (tW1, tW2)))
+
+        def thvp():  # reverse-over-reverse: the gradient's graph, then its VJP with V
+            g = torch.autograd.grad(tloss(), (tW1, tW2), create_graph=True)
+            return torch.autograd.grad(g, (tW1, tW2), grad_outputs=(tV1, tV2))
+        peers["torch"] = {"forward": tforward, "gradient": tgrad, "HVP": thvp}
+    return peers
 
 
 # -- Rosenbrock ------------------------------------------------------------------------------
@@ -195,6 +285,33 @@ def rosenbrock(repeat, n):
         jhvp = jax.jit(lambda x, p: jax.jvp(jax.grad(jr), (x,), (p,))[1])
         rows["gradient"]["jax"] = lambda: jax.block_until_ready(jgrad(x))
         rows["HVP"]["jax"] = lambda: jax.block_until_ready(jhvp(x, p))
+    if HAVE["pytensor"]:
+        import pytensor
+        import pytensor.tensor as pt
+        sx, sp = pt.dvector(), pt.dvector()
+        sz = pt.sum(100.0 * (sx[1:] - sx[:-1] ** 2) ** 2 + (1 - sx[:-1]) ** 2)
+        sg = pytensor.grad(sz, sx)
+        pg = pytensor.function([sx], sg)
+        ph = pytensor.function([sx, sp], pytensor.grad(pt.sum(sg * sp), sx))
+        rows["gradient"]["pytensor"] = lambda: pg(x)
+        rows["HVP"]["pytensor"] = lambda: ph(x, p)
+    if HAVE["torch"]:
+        tx, tp = torch.from_numpy(x).requires_grad_(), torch.from_numpy(p)
+
+        def tr():
+            return torch.sum(100.0 * (tx[1:] - tx[:-1] ** 2) ** 2 + (1 - tx[:-1]) ** 2)
+
+        def thvp():
+            (g,) = torch.autograd.grad(tr(), tx, create_graph=True)
+            return torch.autograd.grad(g, tx, grad_outputs=tp)[0]
+        rows["gradient"]["torch"] = lambda: torch.autograd.grad(tr(), tx)[0]
+        rows["HVP"]["torch"] = thvp
+    for name in ("jax", "pytensor", "torch"):  # each framework's values against SciPy's
+        if name in rows["gradient"]:
+            np.testing.assert_allclose(np.asarray(rows["gradient"][name]()), rosen_der(x),
+                                       rtol=1e-9, err_msg=name)
+            np.testing.assert_allclose(np.asarray(rows["HVP"][name]()), rosen_hess_prod(x, p),
+                                       rtol=1e-9, atol=1e-8, err_msg=name)
     for what, fns in rows.items():
         report(f"Rosenbrock n={n:.0e} {what}", fns)
 
@@ -227,8 +344,37 @@ def tanh_chain(repeat, depth=200, width=64):
     got, want = f(W, x0), hand()
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    report(f"tanh chain {depth}x{width} loss+gradient", {"numpy": hand,
-                                                         "graphc": lambda: f(W, x0)})
+    fns = {"numpy": hand, "graphc": lambda: f(W, x0)}
+    if HAVE["jax"]:
+        import jax
+        import jax.numpy as jnp
+
+        def jchain(W, x):
+            for k in range(depth):
+                x = jnp.tanh(W[k] @ x)
+            return jnp.sum(x)
+        jg = jax.jit(jax.value_and_grad(jchain, argnums=(0, 1)))
+        fns["jax"] = lambda: jax.block_until_ready(jg(W, x0))
+    # PyTensor is left out here: its default mode ran out of 12 GB compiling this chain's
+    # gradient (issue 4), which no benchmark run should risk
+    if HAVE["torch"]:
+        tW, tx = torch.from_numpy(W).requires_grad_(), torch.from_numpy(x0).requires_grad_()
+
+        def tchain():
+            h = tx
+            for k in range(depth):
+                h = torch.tanh(tW[k] @ h)
+            z = torch.sum(h)
+            return (z.detach(), *torch.autograd.grad(z, (tW, tx)))
+        fns["torch"] = tchain
+    for name in ("jax", "torch"):
+        if name in fns:
+            r = fns[name]()
+            r = (r[0], *r[1]) if name == "jax" else r
+            for a, b in zip(got, r):
+                np.testing.assert_allclose(np.asarray(b), a, rtol=1e-9, atol=1e-12,
+                                           err_msg=name)
+    report(f"tanh chain {depth}x{width} loss+gradient", fns)
 
 
 # -- compile time of a 2,000-op elementwise graph's gradient + HVP -----------------------------

@@ -157,17 +157,37 @@ def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
     line_nodes: dict[int, Node] = {}
     head = f"def {identifier(name)}({', '.join(params + ['_ops'])}):"
     lines.extend(_guard(schedule.inputs, params, env, check_finite or bool(symbolic)))
+    direct = {} if check_finite else _direct_terms(schedule, member, symbolic)
+    scatters = {s for s, _ in direct.values()}
     for k, unit in enumerate(order):
         if unit.group is None:
             n = unit.nodes[0]
             if isinstance(n.op, Constant):
                 continue
             args = [names[x] for x in n.inputs]
-            into = plan.get(n)
-            target = var(n)
-            call = _call(n, args, env, schedule.slot[n] if n in symbolic else None,
-                         names[into] if into is not None else None)
             comment = f"  # {n.op.label()}  {ascii(n.name)}"
+            if n in scatters:  # a scatter_add whose buffer its terms were written into
+                line_nodes[len(lines) + 2] = n
+                rest = [(names[t], i) for t, i in zip(n.inputs[1:], n.op.indices)
+                        if direct.get(t, (None,))[0] is not n]
+                lines.extend(f"    {names[n]}[{_literal(i)}] += {t}{comment}" for t, i in rest)
+                if not rest:
+                    lines.append(f"    pass{comment}")
+                continue
+            into = plan.get(n)
+            into = names[into] if into is not None else None
+            if n in direct:  # write straight into the window of the scatter_add's buffer
+                s_node, index = direct[n]
+                if s_node not in names:
+                    var(s_node)
+                    line_nodes[len(lines) + 2] = s_node
+                    lines.append(f"    {names[s_node]} = {_scatter_buffer(s_node, direct)}"
+                                 f"  # buffer of {ascii(s_node.name)}")
+                into = f"{names[s_node]}[{_literal(index)}]"
+            target = var(n)
+            call = _call(n, args, env, schedule.slot[n] if n in symbolic else None, into)
+            if n in direct and f"out={into})" not in call:
+                raise RuntimeError(f"codegen: {n.name!r} must write into {into}")
             line_nodes[len(lines) + 2] = n
             lines.append(f"    {target} = {call}{comment}")
             if check_finite:
@@ -219,6 +239,88 @@ def _guard(inputs, params: list[str], env: dict, never: bool) -> list[str]:
     head += [f"            and {t}" for t in tests[1:]]
     head[-1] += "):"
     return [*head, "        return None"]
+
+
+def _scatter_buffer(s: Node, direct: dict) -> str:
+    """zeros of the scatter_add's type, or empty when its direct terms tile it exactly."""
+    terms = s.inputs[1:]
+    tiled = all(direct.get(t, (None,))[0] is s for t in terms) and sum(
+        int(np.prod(t.shape)) for t in terms) == int(np.prod(s.shape))
+    return f"np.{'empty' if tiled else 'zeros'}({_literal(tuple(s.shape))}, np.{s.dtype.name})"
+
+
+def _box(index, shape) -> tuple | None:
+    """The (start, stop) per axis that a basic index (ints, step-1 slices) selects, or None."""
+    if not isinstance(index, tuple) or len(index) > len(shape):
+        return None
+    box = []
+    for k, d in enumerate(shape):
+        i = index[k] if k < len(index) else slice(None)
+        if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            i = int(i) + (int(d) if i < 0 else 0)
+            if not 0 <= i < d:
+                return None
+            box.append((i, i + 1))
+        elif isinstance(i, slice):
+            start, stop, step = i.indices(int(d))
+            if step != 1 or stop <= start:
+                return None
+            box.append((start, stop))
+        else:
+            return None
+    return tuple(box)
+
+
+def _direct_terms(schedule: Schedule, member: dict, symbolic) -> dict[Node, tuple]:
+    """Terms of a scatter_add that its step would only add into zeros: term -> (scatter_add,
+    the term's index).
+
+    A term qualifies when it is a ufunc step's new array of exactly its window's shape and
+    dtype, read by nothing but the scatter_add (once), not an output; and the scatter_add's
+    windows are disjoint boxes. The term's step then writes into its window of the buffer
+    (`out=buf[k]`), so the gradient of a stacked weight is written in place, as a hand-written
+    loop would, instead of kept as k arrays and copied in at the end.
+    """
+    from graphc.rewrite.scatter import ScatterAdd
+
+    uses: dict[Node, int] = {}
+    for st in schedule.steps:
+        for x in st.node.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    outputs = set(schedule.outputs)
+    fed = set(schedule.inputs)
+    direct: dict[Node, tuple] = {}
+    for st in schedule.steps:
+        s = st.node
+        if (type(s.op) is not ScatterAdd or s.op.n_dense or s in member or s in symbolic
+                or not types.is_static(s.shape) or len(s.op.indices) > 4096):
+            continue
+        boxes = [_box(i, s.shape) for i in s.op.indices]
+        if any(b is None or _literal(i) is None for b, i in zip(boxes, s.op.indices)):
+            continue
+        if not _disjoint(boxes):
+            continue
+        for t, index in zip(s.inputs[1:], s.op.indices):
+            if (t not in fed and t not in outputs and t not in member and t not in symbolic
+                    and uses.get(t) == 1 and t.ndim > 0 and writes_out(t)
+                    and not (_add_n_as_adds(t) and len(t.inputs) > 2)  # `out=` always taken
+                    and not isinstance(t.op, Constant) and t.dtype == s.dtype
+                    and tuple(t.shape) == np.empty(tuple(s.shape), bool)[index].shape):
+                direct[t] = (s, index)
+    return direct
+
+
+def _disjoint(boxes: list) -> bool:
+    """True when no two boxes overlap (sorted sweep on the first axis, then pairwise)."""
+    order = sorted(range(len(boxes)), key=lambda k: boxes[k][0])
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1:]:
+            if boxes[b][0][0] >= boxes[a][0][1]:
+                break
+            if all(lo1 < hi2 and lo2 < hi1
+                   for (lo1, hi1), (lo2, hi2) in zip(boxes[a], boxes[b])):
+                return False
+    return True
 
 
 def _returns(schedule: Schedule, names: dict, member: dict, symbolic) -> tuple[list, bool]:

@@ -318,3 +318,64 @@ def test_add_n_adds_into_one_buffer_without_clobbering_a_repeated_operand(rng):
             np.testing.assert_allclose(got, w, rtol=1e-14)
     raw = gc.function([x], outs, optimize=False).source
     assert "np.add(np.add(sin_" in raw and ", out=sin_" in raw  # three terms, one buffer
+
+
+def _stack_grad(depth, width, used):
+    g = gc.Graph()
+    W, x = g.input("W", (depth, width, width)), g.input("x", (width,))
+    h = x
+    for k in used:
+        h = gc.tanh(W[k] @ h)
+    z = gc.sum(h)
+    return W, x, z
+
+
+def _hand_stack_grad(Wv, xv, used):
+    hs = [xv]
+    for k in used:
+        hs.append(np.tanh(Wv[k] @ hs[-1]))
+    gW, d = np.zeros_like(Wv), np.ones(len(xv))
+    for j in reversed(range(len(used))):
+        d = d * (1 - hs[j + 1] ** 2)
+        gW[used[j]] += np.outer(d, hs[j])
+        d = Wv[used[j]].T @ d
+    return gW, d
+
+
+@pytest.mark.parametrize("used", [(0, 1, 2), (2, 0), (1, 1)])
+def test_scatter_terms_are_written_into_their_windows(rng, used):
+    W, x, z = _stack_grad(3, 4, used)
+    f = gc.function([W, x], gc.grad(z, [W, x]))
+    Wv, xv = rng.standard_normal((3, 4, 4)), rng.standard_normal(4)
+    want = _hand_stack_grad(Wv, xv, used)
+    for got, w in zip(f(Wv, xv), want):
+        np.testing.assert_allclose(got, w, rtol=1e-13, atol=1e-15)
+    src = f.source
+    if used == (0, 1, 2):  # the windows tile the buffer: no zeroing, every term in place
+        assert "np.empty((3, 4, 4), np.float64)" in src and "+=" not in src
+        assert all(re.search(rf"out=\w+_dW\[\({k},\)\]\)", src) for k in used)
+    elif used == (2, 0):  # W[1] is never used: its window stays zero
+        assert "np.zeros((3, 4, 4), np.float64)" in src
+        assert f(Wv, xv)[0][1].tolist() == np.zeros((4, 4)).tolist()
+    else:  # the same window twice: added, not written
+        assert not re.search(r"out=\w+_dW\[", src) and "_scatter_add_" in src
+    raw = gc.function([W, x], gc.grad(z, [W, x]), optimize=False)
+    for a, b in zip(f(Wv, xv), raw(Wv, xv)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_scatter_terms_that_are_returned_stay_arrays(rng):
+    g = gc.Graph()
+    x = g.input("x", (2, 3))
+    a, b = x[0], x[1]
+    z = gc.sum(gc.sin(a) * gc.cos(b))
+    f = gc.function([x], [gc.grad(z, x), gc.grad(z, a)])  # the term of window 0 is an output
+    src = f.source
+    assert "np.zeros((2, 3), np.float64)" in src and "[(0,)] += " in src
+    assert re.search(r"out=\w+\[\(1,\)\]\)", src)  # window 1 written in place
+    v = rng.standard_normal((2, 3))
+    gx, ga = f(v)
+    want = np.stack([np.cos(v[0]) * np.cos(v[1]), -np.sin(v[1]) * np.sin(v[0])])
+    np.testing.assert_allclose(gx, want, rtol=1e-14)
+    np.testing.assert_allclose(ga, want[0], rtol=1e-14)
+    assert not np.shares_memory(gx, ga)
