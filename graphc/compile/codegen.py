@@ -142,12 +142,15 @@ def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
     for s in schedule.steps:
         if isinstance(s.node.op, Constant):
             env[var(s.node, "c_")] = s.node.op.value
-    plan = plan_inplace(schedule, is_fresh, writes_out) if inplace and not check_finite else {}
     member = {}
     for g in groups:
         for n in g.nodes:
             member[n] = g
     order = _units(schedule, member)
+    # lifetimes in the order the code runs: a fused group runs where its unit is, which can
+    # be later than some of its members' places in the schedule
+    plan = (plan_inplace(schedule, is_fresh, writes_out, [n for u in order for n in u.nodes])
+            if inplace and not check_finite else {})
     last: dict[Node, int] = {}
     for k, unit in enumerate(order):
         for n in unit.inputs:

@@ -67,7 +67,7 @@ def constant_slots(schedule: Schedule) -> dict[int, object]:
 
 
 # -- memory plan ---------------------------------------------------------------------------
-def plan_inplace(schedule: Schedule, fresh, writes_out) -> dict[Node, Node]:
+def plan_inplace(schedule: Schedule, fresh, writes_out, order=None) -> dict[Node, Node]:
     """Which steps write their result into a dying operand's buffer (`out=`): node -> operand.
 
     `fresh(n)` says n's op returns a new array it owns (a ufunc result, a matmul, ...);
@@ -75,10 +75,11 @@ def plan_inplace(schedule: Schedule, fresh, writes_out) -> dict[Node, Node]:
     it was made by a fresh step (never an input, a constant or a view of one), no output
     shares it (outputs are never overwritten), every value that may view it (reshape,
     transpose, an unknown op: all taken to alias their inputs) is dead after this step, and
-    it has the result's exact shape and dtype.
+    it has the result's exact shape and dtype. `order` is the order the steps run in when it
+    differs from the schedule's (fused groups move their members): lifetimes follow it.
     """
     fed = set(schedule.inputs)
-    order = [s.node for s in schedule.steps]
+    order = [s.node for s in schedule.steps] if order is None else list(order)
     roots: dict[Node, frozenset] = {}
     for n in schedule.nodes:
         if n in fed or not n.inputs or fresh(n):
