@@ -21,7 +21,7 @@ from graphc.compile import inputs as input_checks
 from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError, NonFiniteError
 from graphc.ir import types, walk
-from graphc.ir.graph import Graph, Node
+from graphc.ir.graph import Graph, Node, node_list
 from graphc.ir.op import Constant, Input
 
 
@@ -46,8 +46,8 @@ class Function:
 
     def __init__(self, inputs, outputs, optimize: bool = True, check_finite: bool = False):
         self.single_output = isinstance(outputs, Node)
-        in_list = _node_list("inputs", inputs)
-        out_list = _node_list("outputs", outputs)
+        in_list = node_list("function", "inputs", inputs)
+        out_list = node_list("function", "outputs", outputs)
         graphs = {n.graph for n in in_list + out_list}
         if len(graphs) > 1:
             raise GraphError("function: inputs and outputs come from different graphs: "
@@ -199,18 +199,6 @@ def compile_graph(inputs: list[Node], outputs: list[Node], optimize: bool,
     return compiled
 
 
-def _node_list(what: str, value) -> list[Node]:
-    items = [value] if isinstance(value, Node) else value
-    if not isinstance(items, (list, tuple)):
-        raise GraphError(f"function: {what} must be a node or a list of nodes, got "
-                         f"{type(value).__name__}")
-    for k, n in enumerate(items):
-        if not isinstance(n, Node):
-            raise GraphError(f"function: {what}[{k}] must be a graph node, got "
-                             f"{type(n).__name__}")
-    return list(items)
-
-
 def _fresh_outputs(values: list, fed: list[np.ndarray]) -> list[np.ndarray]:
     """Outputs as arrays that alias neither the inputs, the graph's constants, nor each other."""
     fed_ids = {id(a) for a in fed}
@@ -268,7 +256,7 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
     if not isinstance(feed, dict):
         raise InputError(f"eval: the feed must be a dict of input -> value, got "
                          f"{type(feed).__name__}")
-    out_list = _node_list("outputs", outputs)
+    out_list = node_list("function", "outputs", outputs)
     if not out_list:
         return []
     graph = out_list[0].graph

@@ -12,7 +12,7 @@ import dataclasses
 
 from graphc.errors import GraphError
 from graphc.ir import types
-from graphc.ir.graph import Graph, Node
+from graphc.ir.graph import Graph, Node, node_list
 from graphc.ir.op import _fmt_param
 
 
@@ -81,11 +81,4 @@ def _roots(node_or_list) -> list[Node]:
     if isinstance(node_or_list, Graph):
         used = {x for n in node_or_list.nodes for x in n.inputs}
         return [n for n in node_or_list.nodes if n not in used]
-    items = [node_or_list] if isinstance(node_or_list, Node) else node_or_list
-    if not isinstance(items, (list, tuple)):
-        raise GraphError(f"debugprint: expected a node, a list of nodes or a Graph, got "
-                         f"{type(node_or_list).__name__}")
-    for k, n in enumerate(items):
-        if not isinstance(n, Node):
-            raise GraphError(f"debugprint: item {k} is not a graph node but {type(n).__name__}")
-    return list(items)
+    return node_list("debugprint", "nodes", node_or_list)

@@ -278,3 +278,17 @@ class Graph:
                 else:
                     dg.add_edge(x.name, n.name, position=[pos])
         return dg
+
+
+def node_list(caller: str, what: str, value) -> list[Node]:
+    """`value` (a node, or a list or tuple of nodes) as a list, or a GraphError naming the
+    caller, the argument and the offending item."""
+    items = [value] if isinstance(value, Node) else value
+    if not isinstance(items, (list, tuple)):
+        raise GraphError(f"{caller}: {what} must be a node or a list of nodes, got "
+                         f"{type(value).__name__}")
+    for k, n in enumerate(items):
+        if not isinstance(n, Node):
+            raise GraphError(f"{caller}: {what}[{k}] must be a graph node, got "
+                             f"{type(n).__name__}")
+    return list(items)
