@@ -32,6 +32,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -41,10 +42,12 @@ from graphc.errors import GraphcError, GraphError, LoadError
 from graphc.ir import types
 from graphc.ir.graph import ROLES, Graph, Node
 from graphc.ir.op import OPS, Constant, Input
+from graphc.ir.params import kinds_of
 
 FORMAT = "graphc"
 VERSION = 1
 MAX_BYTES = 1 << 30  # largest total of constant data (decoded) that load accepts by default
+MAX_NODES = 5_000_000  # most nodes load accepts by default (about 1 KB of memory each)
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "float16", "float32", "float64")
 NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
@@ -159,10 +162,12 @@ def _array_to_json(a: np.ndarray) -> dict:
 
 
 # -- load -------------------------------------------------------------------------------------
-def load(path, max_bytes: int = MAX_BYTES) -> Graph:
+def load(path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Graph:
     """Read a graph written by `save`, checking everything; a bad file raises LoadError.
 
-    `max_bytes` bounds the constants' decoded size (and so the file's size).
+    Nothing in the file is executed. `max_bytes` bounds the constants' decoded size (and so
+    the file's size), `max_nodes` the number of nodes (and so the memory the graph takes).
+    Only regular files are read: a device, a pipe or a socket is refused before reading.
 
     Examples:
         >>> import os, tempfile, graphc as gc
@@ -174,20 +179,44 @@ def load(path, max_bytes: int = MAX_BYTES) -> Graph:
         graphc.errors.LoadError: ...bad.json: version: this graphc reads version 1, the file has 99
     """
     where = os.fspath(path)
+    limit = file_limit(max_bytes, max_nodes)
     try:
-        size = os.path.getsize(where)
-        if size > 2 * max_bytes + (1 << 20):
-            raise LoadError(f"{where}: the file has {size} bytes, more than allowed for "
-                            f"max_bytes={max_bytes}")
-        with open(where, "rb") as fh:
-            raw = fh.read()
+        # O_NONBLOCK: opening a FIFO with no writer must not hang before fstat can refuse it
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise LoadError(f"{where}: cannot read the file: {e}") from None
-    return loads(raw, max_bytes=max_bytes, where=where)
+        raise LoadError(f"{where}: cannot read the file: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise LoadError(f"{where}: not a regular file (a device, pipe, socket or folder); "
+                            "graphc reads graphs from regular files only")
+        if info.st_size > limit:
+            raise LoadError(f"{where}: the file has {info.st_size} bytes, more than the "
+                            f"{limit} allowed for max_bytes={max_bytes}, max_nodes={max_nodes}")
+        try:
+            raw = fh.read(limit + 1)  # a file that grows while being read stops here
+        except OSError as e:
+            raise LoadError(f"{where}: cannot read the file: {e.strerror or e}") from None
+    if len(raw) > limit:
+        raise LoadError(f"{where}: the file grew past the {limit} bytes allowed while it was "
+                        "being read")
+    return loads(raw, max_bytes=max_bytes, where=where, max_nodes=max_nodes)
 
 
-def loads(text: str | bytes, max_bytes: int = MAX_BYTES, where: str = "<string>") -> Graph:
+def file_limit(max_bytes: int, max_nodes: int) -> int:
+    """The largest file `load` reads: base64 constants plus up to 2 KB of JSON per node."""
+    return 2 * max_bytes + 2048 * max_nodes + (1 << 20)
+
+
+def loads(text: str | bytes, max_bytes: int = MAX_BYTES, where: str = "<string>",
+          max_nodes: int = MAX_NODES) -> Graph:
     """A graph from JSON text (what `load` does after reading the file)."""
+    limit = file_limit(max_bytes, max_nodes)
+    if not isinstance(text, (str, bytes)):
+        raise LoadError(f"{where}: expected JSON text (str or bytes), got {type(text).__name__}")
+    if len(text) > limit:
+        raise LoadError(f"{where}: {len(text)} characters of JSON, more than the {limit} "
+                        f"allowed for max_bytes={max_bytes}, max_nodes={max_nodes}")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -202,7 +231,10 @@ def loads(text: str | bytes, max_bytes: int = MAX_BYTES, where: str = "<string>"
         raise LoadError(f"{where}: JSON nested too deeply") from None
     except _NonFinite as e:
         raise LoadError(f"{where}: {e} is not allowed; JSON numbers must be finite") from None
-    return from_data(data, max_bytes=max_bytes, where=where)
+    except ValueError as e:  # an integer past Python's digit limit, and the like
+        raise LoadError(f"{where}: not valid JSON: {e}") from None
+    del text
+    return from_data(data, max_bytes=max_bytes, where=where, max_nodes=max_nodes)
 
 
 class _NonFinite(ValueError):
@@ -213,10 +245,11 @@ def _reject_constant(token: str):
     raise _NonFinite(token)
 
 
-def from_data(data, max_bytes: int = MAX_BYTES, where: str = "<data>") -> Graph:
+def from_data(data, max_bytes: int = MAX_BYTES, where: str = "<data>",
+              max_nodes: int = MAX_NODES) -> Graph:
     """A graph from JSON data (dicts and lists), validated as `load` does."""
     try:
-        return _Reader(where, max_bytes).graph(data)
+        return _Reader(where, max_bytes, max_nodes).graph(data)
     except LoadError:
         raise
     except (RecursionError, MemoryError, OverflowError) as e:
@@ -226,9 +259,10 @@ def from_data(data, max_bytes: int = MAX_BYTES, where: str = "<data>") -> Graph:
 class _Reader:
     """Validating reader: every check names its location inside the file."""
 
-    def __init__(self, where: str, max_bytes: int):
+    def __init__(self, where: str, max_bytes: int, max_nodes: int = MAX_NODES):
         self.where = where
         self.budget = max_bytes
+        self.max_nodes = max_nodes
 
     def fail(self, loc: str, msg: str):
         raise LoadError(f"{self.where}: {loc}: {msg}")
@@ -250,8 +284,13 @@ class _Reader:
         entries = data.get("nodes")
         if not isinstance(entries, list):
             self.fail("nodes", f"expected a list, got {_kind(entries)}")
+        if len(entries) > self.max_nodes:
+            self.fail("nodes", f"{len(entries)} nodes, more than max_nodes={self.max_nodes}")
         self.check_order(entries)
-        g = Graph(name)
+        try:
+            g = Graph(name)
+        except GraphcError as e:
+            self.fail("name", str(e))
         for k, entry in enumerate(entries):
             self.node(g, k, entry)
         return g
@@ -260,19 +299,17 @@ class _Reader:
         """Inputs must point backwards; otherwise tell a cycle from a mere misordering."""
         import networkx as nx
 
-        dg = nx.DiGraph()
-        bad = None
-        for k, e in enumerate(entries):
-            ins = e.get("inputs") if isinstance(e, dict) else None
-            if not isinstance(ins, list):
-                continue
-            for j in ins:
-                if isinstance(j, int) and not isinstance(j, bool) and 0 <= j < len(entries):
-                    dg.add_edge(j, k)
-                    if j >= k and bad is None:
-                        bad = (k, j)
+        def edges():
+            for k, e in enumerate(entries):
+                ins = e.get("inputs") if isinstance(e, dict) else None
+                for j in ins if isinstance(ins, list) else ():
+                    if type(j) is int and 0 <= j < len(entries):
+                        yield j, k
+
+        bad = next(((k, j) for j, k in edges() if j >= k), None)
         if bad is None:
             return
+        dg = nx.DiGraph(edges())
         try:
             cycle = nx.find_cycle(dg)
         except nx.NetworkXNoCycle:
@@ -428,10 +465,16 @@ class _Reader:
             self.fail(loc, f"{cls.name} has no parameters {sorted(unknown)}; it takes "
                       f"{sorted(fields) or 'none'}")
         kwargs = {}
+        declared = dict(kinds_of(cls))  # checked by the op itself when it is made
         for key, raw in params.items():
             value = self.param(raw, f"{loc}.{key}")
             default = fields[key].default
-            if default is not dataclasses.MISSING and default is not None:
+            if key in declared:
+                try:
+                    declared[key].check(value, f"{loc}.{key}")
+                except GraphError as e:
+                    self.fail(f"{loc}.{key}", str(e).split(": ", 1)[-1])
+            elif default is not dataclasses.MISSING and default is not None:
                 self.check_kind(value, default, f"{loc}.{key}")
             kwargs[key] = value
         missing = [k for k, f in fields.items() if k not in kwargs and f.default is
@@ -445,7 +488,7 @@ class _Reader:
         return op
 
     def check_kind(self, value, default, loc: str) -> None:
-        """A parameter must have the kind of the field's default (tuple, bool, int, dtype)."""
+        """A user op's undeclared parameter must have the kind of the field's default."""
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):

@@ -103,8 +103,7 @@ class Graph:
     """
 
     def __init__(self, name: str = "graph"):
-        if not isinstance(name, str):
-            raise GraphError(f"a graph name must be a str, got {name!r}")
+        check_name("a graph name", name)
         self.name = name
         self.nodes: list[Node] = []
         self.inputs: list[Node] = []
@@ -123,8 +122,7 @@ class Graph:
     # -- building ---------------------------------------------------------------------------
     def input(self, name: str, shape=(), dtype="float64") -> Node:
         """A placeholder fed at call time; a `str` in `shape` is a symbolic dimension."""
-        if not isinstance(name, str) or not name:
-            raise GraphError(f"an input name must be a non-empty str, got {name!r}")
+        check_name("an input name", name)
         full = self._scoped(name)
         if full in self._names:
             raise GraphError(f"graph {self.name!r} already has a node named {full!r}")
@@ -144,6 +142,8 @@ class Graph:
             raise GraphError(f"constant {name or ''!r}: dtype {arr.dtype} is not supported "
                              "(bool, integer or float only)")
         arr.flags.writeable = False
+        if name is not None:
+            check_name("a constant's name", name)
         if name is not None and self._scoped(name) in self._names:
             raise GraphError(f"graph {self.name!r} already has a node named {name!r}")
         return self._append(Constant(arr), (), tuple(arr.shape), arr.dtype,
@@ -152,6 +152,8 @@ class Graph:
     def apply(self, op: Op, inputs, name: str | None = None) -> Node:
         """Append `op(*inputs)` after checking graphs and inferring shape and dtype."""
         inputs = tuple(inputs)
+        if name is not None:
+            check_name(f"the name of a {op.name} node", name)
         for x in inputs:
             if not isinstance(x, Node):
                 raise GraphError(f"{op.name}: expected graph nodes as inputs, got {x!r}")
@@ -196,6 +198,7 @@ class Graph:
 
     def rename(self, node: Node, name: str) -> str:
         """Give `node` a new name (made unique); returns the name it got."""
+        check_name("a node name", name)
         if self._names.get(node.name) is node:
             del self._names[node.name]
         node.name = self._unique(name)
@@ -212,8 +215,9 @@ class Graph:
     @contextlib.contextmanager
     def scope(self, name: str):
         """Prefix the names of nodes built inside with `name/`; drawings cluster by scope."""
-        if not isinstance(name, str) or not name or "/" in name:
-            raise GraphError(f"a scope name must be a non-empty str without '/', got {name!r}")
+        check_name("a scope name", name)
+        if "/" in name:
+            raise GraphError(f"a scope name must not contain '/', got {name!r}")
         self._scopes.append(name)
         try:
             yield self
@@ -278,6 +282,23 @@ class Graph:
                 else:
                     dg.add_edge(x.name, n.name, position=[pos])
         return dg
+
+
+def check_name(what: str, name) -> None:
+    """A name must be a non-empty str that files and drawings can hold (UTF-8 encodable).
+
+    Any other text is allowed: names reach generated code only through `codegen.identifier`
+    and escaped literals, never as code.
+    """
+    if not isinstance(name, str):
+        raise GraphError(f"{what} must be a str, got {type(name).__name__} {name!r}")
+    if not name:
+        raise GraphError(f"{what} must not be empty")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise GraphError(f"{what} must be text that UTF-8 can encode, got {name!r} ({e.reason} "
+                         f"at position {e.start})") from None
 
 
 def node_list(caller: str, what: str, value) -> list[Node]:

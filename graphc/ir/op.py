@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from graphc.ir import types
+from graphc.ir.params import check_params
 
 if TYPE_CHECKING:
     from graphc.ir.graph import Node
@@ -55,6 +56,10 @@ class Op:
         return None
 
     # -- parameters -------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        """Check the declared parameters (`graphc.ir.params`): builders and files alike."""
+        check_params(self)
+
     def params(self) -> dict:
         if dataclasses.is_dataclass(self):
             return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

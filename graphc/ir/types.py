@@ -55,9 +55,46 @@ def is_static(shape: Shape) -> bool:
 
 
 def dim_eq(a: Dim, b: Dim) -> bool:
+    """Whether two sizes are equal for every value of their symbols, in bounded time.
+
+    Never `simplify` (a short expression from a file could keep it busy for minutes): the
+    difference, with floor/Mod/Max/Min calls taken as opaque atoms, is a rational function of
+    the symbols, and it is zero iff it vanishes at random integer points (Schwartz-Zippel:
+    a nonzero polynomial of degree d vanishes at a point drawn from 2^61 values with
+    probability at most d / 2^61). Exact rational arithmetic, so each point costs microseconds.
+    An identity that holds only through floor/Mod algebra is not recognised: dims differ.
+    """
     if isinstance(a, int) and isinstance(b, int):
         return a == b
-    return sympy.simplify(sympy.sympify(a) - b) == 0
+    if a is b or a == b:
+        return True
+    diff = _as_expr(a) - _as_expr(b)
+    if diff.is_Integer:
+        return diff == 0
+    opaque = diff.atoms(sympy.floor, sympy.ceiling, sympy.Mod, sympy.Max, sympy.Min)
+    if opaque:
+        diff = diff.xreplace({f: sympy.Dummy() for f in opaque})
+    symbols = sorted(diff.free_symbols, key=lambda s: (s.name, getattr(s, "dummy_index", 0)))
+    for point in _POINTS[:3]:
+        value = diff.xreplace({s: sympy.Integer(point[k % len(point)] + k)
+                               for k, s in enumerate(symbols)})
+        if value != 0:
+            return False
+    return True
+
+
+def _as_expr(d) -> sympy.Expr:
+    if isinstance(d, int) and not isinstance(d, bool):
+        return sympy.Integer(d)
+    if isinstance(d, sympy.Expr):
+        return d
+    raise TypeError(f"a size must be an int or a sympy expression, got {type(d).__name__}")
+
+
+# Fixed large "random" points (drawn once from a seeded generator) for `dim_eq`: the result
+# must not change between runs.
+_POINTS = tuple(tuple(int(v) for v in np.random.default_rng(61 + k).integers(
+    1 << 40, 1 << 61, size=16)) for k in range(3))
 
 
 def shape_eq(a: Shape, b: Shape) -> bool:

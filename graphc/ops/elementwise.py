@@ -16,6 +16,7 @@ import scipy.special
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.op import Op, register
+from graphc.ir.params import DTYPE, param
 from graphc.ops.base import MINUS_ONE, ONE, atomic, build, elementwise, graph_of, lift
 
 E = elementwise  # stanza prefix: E(name, numpy forward, [d out/d x_i rules], why)
@@ -106,7 +107,7 @@ class Cast(Op):
     """Convert to `dtype`; gradients flow between float dtypes only."""
 
     name: ClassVar[str] = "cast"
-    dtype: np.dtype = np.dtype(np.float64)
+    dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
     def infer(self, x):
         return x.shape, types.as_dtype(self.dtype)

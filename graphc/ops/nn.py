@@ -15,6 +15,7 @@ import scipy.special
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.op import Op, register
+from graphc.ir.params import AXIS, COUNT, DTYPE, FLAG, param
 from graphc.ops.base import as_float_dtype, atomic, build, graph_of, lift
 from graphc.ops.elementwise import exp
 from graphc.ops.reduce import sum as _sum
@@ -41,8 +42,8 @@ class LogSumExp(Op):
     """log(sum(exp(x))) over `axis`, shifted by the max so that it never overflows."""
 
     name: ClassVar[str] = "logsumexp"
-    axis: int = -1
-    keepdims: bool = False
+    axis: int = param(AXIS, -1)
+    keepdims: bool = param(FLAG, False)
 
     def infer(self, x):
         shape, dtype = _AlongAxis.infer(self, x)
@@ -72,7 +73,7 @@ class Softmax(_AlongAxis):
     """exp(x) / sum(exp(x)) over `axis`, shifted by the max."""
 
     name: ClassVar[str] = "softmax"
-    axis: int = -1
+    axis: int = param(AXIS, -1)
 
     def forward(self, x):
         return scipy.special.softmax(x, axis=self.axis)
@@ -89,7 +90,7 @@ class LogSoftmax(_AlongAxis):
     """x - logsumexp(x) over `axis`."""
 
     name: ClassVar[str] = "log_softmax"
-    axis: int = -1
+    axis: int = param(AXIS, -1)
 
     def forward(self, x):
         return scipy.special.log_softmax(x, axis=self.axis)
@@ -108,8 +109,8 @@ class OneHot(Op):
 
     name: ClassVar[str] = "one_hot"
     differentiable: ClassVar[bool] = False
-    depth: int = 1
-    dtype: np.dtype = np.dtype(np.float64)
+    depth: int = param(COUNT, 1)
+    dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
     def infer(self, labels):
         if labels.dtype.kind not in "iu":

@@ -11,6 +11,7 @@ from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import Op, register
+from graphc.ir.params import AXES, DTYPE, FLAG, param
 from graphc.ops.base import as_float_dtype, atomic, build, graph_of, lift
 from graphc.ops.elementwise import cast, equal
 from graphc.ops.shape import broadcast_to, expand_dims, reshape
@@ -45,8 +46,8 @@ class Sum(_Reduce):
     """Sum over axes; the cotangent is broadcast back over them."""
 
     name: ClassVar[str] = "sum"
-    axis: tuple = ()
-    keepdims: bool = False
+    axis: tuple = param(AXES, ())
+    keepdims: bool = param(FLAG, False)
 
     def result_dtype(self, dtype):
         return np.sum(np.ones(1, dtype)).dtype
@@ -85,8 +86,8 @@ class Max(_Extremum):
     """Largest entry over axes; ties share the gradient equally."""
 
     name: ClassVar[str] = "max"
-    axis: tuple = ()
-    keepdims: bool = False
+    axis: tuple = param(AXES, ())
+    keepdims: bool = param(FLAG, False)
 
     def forward(self, x):
         return np.max(x, axis=self.axis, keepdims=self.keepdims)
@@ -98,8 +99,8 @@ class Min(_Extremum):
     """Smallest entry over axes; ties share the gradient equally."""
 
     name: ClassVar[str] = "min"
-    axis: tuple = ()
-    keepdims: bool = False
+    axis: tuple = param(AXES, ())
+    keepdims: bool = param(FLAG, False)
 
     def forward(self, x):
         return np.min(x, axis=self.axis, keepdims=self.keepdims)
@@ -115,10 +116,14 @@ class Count(Op):
 
     name: ClassVar[str] = "count"
     differentiable: ClassVar[bool] = False
-    axis: tuple = ()
-    dtype: np.dtype = np.dtype(np.float64)
+    axis: tuple = param(AXES, ())
+    dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
     def infer(self, x):
+        for k in self.axis:
+            if k >= x.ndim:
+                raise ShapeError(f"count: axis {k} is out of range for "
+                                 f"{types.fmt_shape(x.shape)}")
         return (), self.dtype
 
     def forward(self, x):

@@ -13,6 +13,7 @@ from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import Op, register
+from graphc.ir.params import AXES, AXIS, INDEX, PERMUTATION, SHAPE, param
 from graphc.ops.base import atomic, build, graph_of, lift
 from graphc.ops.elementwise import zeros_like
 
@@ -30,7 +31,7 @@ class Reshape(_Linear):
     """New shape, same entries in C order."""
 
     name: ClassVar[str] = "reshape"
-    shape: tuple = ()
+    shape: tuple = param(SHAPE, ())
 
     def infer(self, x):
         if not types.dim_eq(types.size(self.shape), x.size):
@@ -51,7 +52,7 @@ class BroadcastTo(_Linear):
     """NumPy broadcast to `shape`; the adjoint sum is done centrally by `grad`."""
 
     name: ClassVar[str] = "broadcast_to"
-    shape: tuple = ()
+    shape: tuple = param(SHAPE, ())
 
     def infer(self, x):
         try:
@@ -76,7 +77,7 @@ class ExpandDims(_Linear):
     """Insert axes of length 1 at `axis` (positions in the result)."""
 
     name: ClassVar[str] = "expand_dims"
-    axis: tuple = ()
+    axis: tuple = param(AXES, ())
 
     def infer(self, x):
         ndim = x.ndim + len(self.axis)
@@ -98,7 +99,7 @@ class Squeeze(_Linear):
     """Remove axes of length 1."""
 
     name: ClassVar[str] = "squeeze"
-    axis: tuple = ()
+    axis: tuple = param(AXES, ())
 
     def infer(self, x):
         axes = types.normalize_axes(self.axis, x.ndim)
@@ -121,7 +122,7 @@ class Transpose(_Linear):
     """Permute axes; the adjoint applies the inverse permutation."""
 
     name: ClassVar[str] = "transpose"
-    axes: tuple = ()
+    axes: tuple = param(PERMUTATION, ())
 
     def infer(self, x):
         if sorted(self.axes) != list(range(x.ndim)):
@@ -143,7 +144,7 @@ class Concatenate(Op):
 
     name: ClassVar[str] = "concatenate"
     arity: ClassVar[None] = None
-    axis: int = 0
+    axis: int = param(AXIS, 0)
 
     def infer(self, *xs):
         if not xs:
@@ -188,7 +189,7 @@ class Stack(Op):
 
     name: ClassVar[str] = "stack"
     arity: ClassVar[None] = None
-    axis: int = 0
+    axis: int = param(AXIS, 0)
 
     def infer(self, *xs):
         if not xs:
@@ -287,7 +288,7 @@ class GetItem(_Linear):
     """Basic indexing `x[index]`: ints, slices, None and Ellipsis."""
 
     name: ClassVar[str] = "getitem"
-    index: tuple = ()
+    index: tuple = param(INDEX, ())
 
     def infer(self, x):
         return _index_shape(x.shape, self.index), x.dtype
@@ -309,7 +310,7 @@ class ScatterIndex(Op):
 
     name: ClassVar[str] = "scatter_index"
     arity: ClassVar[int] = 2
-    index: tuple = ()
+    index: tuple = param(INDEX, ())
 
     def infer(self, v, like):
         want = _index_shape(like.shape, self.index)

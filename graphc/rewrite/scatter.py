@@ -17,6 +17,7 @@ import numpy as np
 from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import Op
+from graphc.ir.params import COUNT, INDICES, param
 from graphc.ops.shape import getitem
 from graphc.rewrite.engine import rule
 from graphc.rewrite.patterns import coerce, is_op
@@ -29,8 +30,8 @@ class ScatterAdd(Op):
 
     name: ClassVar[str] = "scatter_add"
     arity: ClassVar[None] = None
-    n_dense: int = 0
-    indices: tuple = ()
+    n_dense: int = param(COUNT, 0)
+    indices: tuple = param(INDICES, ())
 
     def infer(self, like, *terms):
         return like.shape, like.dtype
