@@ -42,7 +42,7 @@ from graphc.errors import GraphcError, GraphError, LoadError
 from graphc.ir import types
 from graphc.ir.graph import ROLES, Graph, Node
 from graphc.ir.op import OPS, Constant, Input
-from graphc.ir.params import kinds_of
+from graphc.ir.params import MAX_INT, kinds_of
 
 FORMAT = "graphc"
 VERSION = 1
@@ -51,6 +51,7 @@ MAX_NODES = 5_000_000  # most nodes load accepts by default (about 1 KB of memor
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "float16", "float32", "float64")
 NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
+MAX_PARAM_DEPTH = 8  # lists in lists in a parameter (scatter_add's windows need 3)
 MAX_DIM_TEXT = 200  # characters of one symbolic dimension expression
 
 # The only functions a dimension expression may call, and the operators it may use.
@@ -185,21 +186,22 @@ def load(path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Graph:
         fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise LoadError(f"{where}: cannot read the file: {e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise LoadError(f"{where}: not a regular file (a device, pipe, socket or folder); "
+                        "graphc reads graphs from regular files only")
     with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise LoadError(f"{where}: not a regular file (a device, pipe, socket or folder); "
-                            "graphc reads graphs from regular files only")
         if info.st_size > limit:
             raise LoadError(f"{where}: the file has {info.st_size} bytes, more than the "
                             f"{limit} allowed for max_bytes={max_bytes}, max_nodes={max_nodes}")
         try:
-            raw = fh.read(limit + 1)  # a file that grows while being read stops here
+            # the size fstat gave, plus one byte to notice a file that grows meanwhile
+            raw = fh.read(info.st_size + 1)
         except OSError as e:
             raise LoadError(f"{where}: cannot read the file: {e.strerror or e}") from None
-    if len(raw) > limit:
-        raise LoadError(f"{where}: the file grew past the {limit} bytes allowed while it was "
-                        "being read")
+    if len(raw) > info.st_size:
+        raise LoadError(f"{where}: the file grew while it was being read")
     return loads(raw, max_bytes=max_bytes, where=where, max_nodes=max_nodes)
 
 
@@ -234,7 +236,10 @@ def loads(text: str | bytes, max_bytes: int = MAX_BYTES, where: str = "<string>"
     except ValueError as e:  # an integer past Python's digit limit, and the like
         raise LoadError(f"{where}: not valid JSON: {e}") from None
     del text
-    return from_data(data, max_bytes=max_bytes, where=where, max_nodes=max_nodes)
+    try:  # the data is ours: each node's entry is dropped once built, to bound peak memory
+        return _Reader(where, max_bytes, max_nodes, consume=True).graph(data)
+    except (RecursionError, MemoryError, OverflowError) as e:
+        raise LoadError(f"{where}: {type(e).__name__}: {e}") from None
 
 
 class _NonFinite(ValueError):
@@ -259,10 +264,12 @@ def from_data(data, max_bytes: int = MAX_BYTES, where: str = "<data>",
 class _Reader:
     """Validating reader: every check names its location inside the file."""
 
-    def __init__(self, where: str, max_bytes: int, max_nodes: int = MAX_NODES):
+    def __init__(self, where: str, max_bytes: int, max_nodes: int = MAX_NODES,
+                 consume: bool = False):
         self.where = where
         self.budget = max_bytes
         self.max_nodes = max_nodes
+        self.consume = consume
 
     def fail(self, loc: str, msg: str):
         raise LoadError(f"{self.where}: {loc}: {msg}")
@@ -293,6 +300,8 @@ class _Reader:
             self.fail("name", str(e))
         for k, entry in enumerate(entries):
             self.node(g, k, entry)
+            if self.consume:
+                entries[k] = None
         return g
 
     def check_order(self, entries: list) -> None:
@@ -405,8 +414,8 @@ class _Reader:
 
     def dim(self, d, loc: str):
         if isinstance(d, int) and not isinstance(d, bool):
-            if d < 0:
-                self.fail(loc, f"a dimension must be >= 0, got {d}")
+            if not 0 <= d <= MAX_INT:
+                self.fail(loc, f"a dimension must be an int >= 0 and <= {MAX_INT}, got {d}")
             return d
         if isinstance(d, str):
             try:
@@ -503,11 +512,13 @@ class _Reader:
         if not ok:
             self.fail(loc, f"expected a {type(default).__name__}, got {_kind(value)}")
 
-    def param(self, v, loc: str):
+    def param(self, v, loc: str, depth: int = 0):
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
+        if depth >= MAX_PARAM_DEPTH:
+            self.fail(loc, f"parameters nest at most {MAX_PARAM_DEPTH} lists deep")
         if isinstance(v, list):
-            return tuple(self.param(x, f"{loc}[{k}]") for k, x in enumerate(v))
+            return tuple(self.param(x, f"{loc}[{k}]", depth + 1) for k, x in enumerate(v))
         if isinstance(v, dict) and len(v) == 1:
             (tag, body), = v.items()
             if tag == "dim":
@@ -518,7 +529,8 @@ class _Reader:
             if tag == "ellipsis" and body is True:
                 return Ellipsis
             if tag == "slice" and isinstance(body, list) and len(body) == 3:
-                parts = [self.param(x, f"{loc}.slice[{k}]") for k, x in enumerate(body)]
+                parts = [self.param(x, f"{loc}.slice[{k}]", depth + 1)
+                         for k, x in enumerate(body)]
                 if not all(p is None or (isinstance(p, int) and not isinstance(p, bool))
                            for p in parts):
                     self.fail(f"{loc}.slice", f"expected ints or nulls, got {body!r}")
