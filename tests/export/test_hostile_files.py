@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.export import json as gjson
 
 MARKER = "/tmp/graphc-hostile-marker"  # fixed: the payloads are written before tmp_path exists
 CODE = f"__import__('os').system('touch {MARKER}')"
