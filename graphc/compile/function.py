@@ -66,7 +66,8 @@ class Function:
         self.schedule: Schedule = self._compiled.schedule
         self._fn = self._compiled.program.fn
         self._checked = self._compiled.program.checked
-        self._resolved: dict[tuple, dict[int, object]] = {}
+        self._resolved: OrderedDict[tuple, dict[int, object]] = OrderedDict()
+        self._resolved_lock = threading.Lock()
         self._arity = len(self.inputs)
 
     @property
@@ -83,7 +84,7 @@ class Function:
         return (f"<Function ({', '.join(n.name for n in self.inputs)}) -> "
                 f"({', '.join(n.name for n in self.outputs)}): {len(self.schedule.steps)} steps>")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # positional-only: any input name is a keyword
         if not kwargs and len(args) == self._arity:
             # fast path: the generated function runs at once when every value already is an
             # array of its input's exact static shape and dtype, else returns None
@@ -122,17 +123,26 @@ class Function:
 
     # -- running ----------------------------------------------------------------------------
     def _ops_for(self, env: dict) -> dict[int, object]:
-        """Ops with symbolic parameters, resolved for this call's sizes (cached per sizes)."""
+        """Ops with symbolic parameters, resolved for this call's sizes (cached per sizes, the
+        `RESOLVED_SIZE` most recent, shared by threads)."""
         key = tuple(sorted((str(k), v) for k, v in env.items()))
-        ops = self._resolved.get(key)
-        if ops is None:
-            sched = self.schedule
-            ops = {sched.slot[n]: n.op.resolve(env).forward for n in self._compiled.symbolic}
+        with self._resolved_lock:
+            ops = self._resolved.get(key)
+            if ops is not None:
+                self._resolved.move_to_end(key)
+                return ops
+        sched = self.schedule
+        ops = {sched.slot[n]: n.op.resolve(env).forward for n in self._compiled.symbolic}
+        with self._resolved_lock:
             self._resolved[key] = ops
+            self._resolved.move_to_end(key)
+            while len(self._resolved) > RESOLVED_SIZE:
+                self._resolved.popitem(last=False)
         return ops
 
 
 _NO_OPS: dict = {}  # `_ops` of a checked call to a function without symbolic parameters
+RESOLVED_SIZE = 64  # sizes a function keeps resolved ops for (least recently used dropped)
 
 
 # -- compiling and the cache -------------------------------------------------------------------

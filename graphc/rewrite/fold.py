@@ -2,7 +2,9 @@
 
 Two cases: every input is a constant (run the op's forward once, now), or the op reads only its
 input's static shape (`zeros_like`, `ones_like`, `eye_like`, `count`). Folding stops at
-`MAX_FOLD` entries so that a graph never bakes in a large array it did not have.
+`MAX_FOLD` entries so that a graph never bakes in a large array it did not have, and the size
+is checked before anything is allocated: a shape-only op is run on a zero-strided view of one
+element, so `zeros_like` of a (10**6, 10**6) input compiles without touching its size.
 """
 
 from __future__ import annotations
@@ -11,24 +13,28 @@ import numpy as np
 
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant, Input
+from graphc.ir.op import OPS, Constant, Input
 from graphc.rewrite.engine import rule
 
 MAX_FOLD = 1 << 16
 SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "eye_like", "count"})
 
 
+def _foldable(n: Node) -> bool:
+    """A static shape of at most MAX_FOLD entries and no symbolic parameter."""
+    return (types.is_static(n.shape) and types.concrete_size(n.shape) <= MAX_FOLD
+            and not n.op.free_symbols())
+
+
 def _fold(n: Node, values) -> Node | None:
-    if not types.is_static(n.shape) or types.concrete_size(n.shape) > MAX_FOLD:
-        return None
-    if n.op.free_symbols():
+    if not _foldable(n):
         return None
     try:
         v = n.op.forward(*values)
     except Exception:  # noqa: BLE001 - it fails at run time too; leave it to say so there
         return None
     v = np.asarray(v)
-    if v.shape != n.shape or not np.can_cast(v.dtype, n.dtype, "same_kind"):
+    if v.shape != n.shape or v.size > MAX_FOLD or not np.can_cast(v.dtype, n.dtype, "same_kind"):
         return None
     return n.graph.constant(v.astype(n.dtype, copy=False))
 
@@ -46,6 +52,9 @@ def constant_inputs_to_constant(n: Node) -> Node | None:
 @rule("fold", ('zeros_like', 'ones_like', 'eye_like', 'count'))
 def shape_only_op_to_constant(n: Node) -> Node | None:
     """zeros_like, ones_like, eye_like, count of a static shape are constants."""
-    if n.op.name not in SHAPE_ONLY or any(not types.is_static(x.shape) for x in n.inputs):
+    if (n.op.name not in SHAPE_ONLY or OPS.get(n.op.name) is not type(n.op)
+            or any(not types.is_static(x.shape) for x in n.inputs) or not _foldable(n)):
         return None
-    return _fold(n, [np.zeros(x.shape, x.dtype) for x in n.inputs])
+    # the op reads only its input's shape and dtype: one element, viewed at the input's shape,
+    # stands for it, so nothing of the input's size is allocated
+    return _fold(n, [np.broadcast_to(np.zeros((), x.dtype), tuple(x.shape)) for x in n.inputs])

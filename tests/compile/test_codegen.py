@@ -317,7 +317,9 @@ def test_add_n_adds_into_one_buffer_without_clobbering_a_repeated_operand(rng):
         for got, w in zip(f(v), want):
             np.testing.assert_allclose(got, w, rtol=1e-14)
     raw = gc.function([x], outs, optimize=False).source
-    assert "np.add(np.add(sin_" in raw and ", out=sin_" in raw  # three terms, one buffer
+    # three terms, one buffer, one flat statement per term
+    assert re.search(r"(\w+) = np\.add\(sin_\w+, x, out=sin_\w+\).*\n    np\.add\(\1, exp_", raw)
+    assert "np.add(np.add(" not in raw
 
 
 def _stack_grad(depth, width, used):
