@@ -15,9 +15,12 @@ concatenated in the order listed; the other inputs stay at their `at` values.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse.linalg
 
+from graphc.autodiff import memo
 from graphc.autodiff.reverse import _check_node, _float
 from graphc.autodiff.second_order import MODES, hvp_and_grad
 from graphc.compile.function import Function
@@ -75,10 +78,16 @@ class _Program:
         self.dtype = np.result_type(*(x.dtype for x in xs))
         self.wrt_slot = [next(k for k, n in enumerate(self.feed_nodes) if n is x) for x in xs]
         self.x0 = np.concatenate([v.ravel() for v in values]).astype(np.float64)
+        # the vector inputs and product nodes built for (loss, wrt, mode) are reused by every
+        # later operator or objective of the same loss: the graph does not grow per call
+        built = memo.lookup(g, "krylov", loss, xs, mode)
         with g.transaction(), g.role("grad"):
-            vs = [g.input(g._unique(f"v({x.name})"), x.shape, x.dtype) for x in xs]
-            gs, hv, self.mode = hvp_and_grad(loss, xs, vs, mode)
-            boundary, hv = _split_at_point(hv, vs)
+            if built is None:
+                vs = [g.input(g._unique(f"v({x.name})"), x.shape, x.dtype) for x in xs]
+                gs, hv, mode_used = hvp_and_grad(loss, xs, vs, mode)
+                boundary, hv = _split_at_point(hv, vs)
+                built = (vs, gs, hv, boundary, mode_used)
+            vs, gs, hv, boundary, self.mode = built
             missing = [n for n in walk.ancestors([loss, *gs, *boundary.values()])
                        if isinstance(n.op, Input) and n not in feed]
             if missing:
@@ -87,6 +96,7 @@ class _Program:
                                  "loss needs")
             self.point = Function(self.feed_nodes, [loss, *gs, *boundary.values()])
             self.product = Function([*boundary.keys(), *vs], hv)
+        memo.remember(g, "krylov", loss, xs, mode, value=built)
         self.n_grad = len(gs)
         self._theta_key: bytes | None = None
         self._point_values: list | None = None
@@ -110,7 +120,11 @@ class _Program:
         return _flat(self.at_point(theta)[1:1 + self.n_grad], copy=True)
 
     def hessp_at(self, point: list, p) -> np.ndarray:
-        p = self.check_theta(p, "the vector")
+        """H p, flattened; a complex p gives H Re(p) + i H Im(p) (the Hessian is real)."""
+        p = self.check_theta(p, "the vector", complex_ok=True)
+        if p.dtype.kind == "c":
+            re, im = self.hessp_at(point, p.real), self.hessp_at(point, p.imag)
+            return re + 1j * im
         vs = [part.reshape(shape) for part, shape in zip(self.split(p), self.shapes)]
         return _flat(self.product(*point[1 + self.n_grad:], *vs), copy=False)
 
@@ -119,15 +133,33 @@ class _Program:
         return [part.astype(x.dtype, copy=False) for part, x in
                 zip(np.split(theta, cuts), self.xs)]
 
-    def check_theta(self, theta, what: str) -> np.ndarray:
-        arr = np.asarray(theta, dtype=np.float64)
+    def check_theta(self, theta, what: str, complex_ok: bool = False) -> np.ndarray:
+        """`theta` as a float64 (or, if `complex_ok`, complex128) vector of the right size;
+        an (n, 1) column is accepted, as SciPy passes one to `matvec`."""
+        kinds = "biufc" if complex_ok else "biuf"
+        expected = (f"{what} must hold {'real or complex' if complex_ok else 'real'} numbers "
+                    f"in shape ({self.size},) (the flattened "
+                    + ", ".join(repr(x.name) for x in self.xs) + ")")
+        try:
+            arr = np.asarray(theta)
+        except (TypeError, ValueError) as e:  # a ragged list
+            raise InputError(f"{self.fn}: {expected}, got {type(theta).__name__} that does not "
+                             f"convert to an array ({e})") from None
+        if arr.dtype.kind == "O":  # Python objects: numbers only (None would become NaN)
+            items = arr.ravel().tolist()
+            bad = [v for v in items if not isinstance(v, numbers.Number)]
+            if bad:
+                raise InputError(f"{self.fn}: {expected}, got {type(theta).__name__} holding "
+                                 f"{type(bad[0]).__name__} {bad[0]!r:.40}, not a number")
+            arr = np.array(items).reshape(arr.shape)
+        if arr.dtype.kind not in kinds:
+            raise InputError(f"{self.fn}: {expected}, got an array of dtype {arr.dtype} "
+                             f"({type(theta).__name__})")
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.shape != (self.size,):
-            raise InputError(f"{self.fn}: {what} must have shape ({self.size},) (the "
-                             "flattened " + ", ".join(repr(x.name) for x in self.xs)
-                             + f"), got shape {np.shape(theta)}")
-        return arr
+            raise InputError(f"{self.fn}: {expected}, got shape {np.shape(theta)}")
+        return arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
 
     def operator(self, point: list) -> scipy.sparse.linalg.LinearOperator:
         return HessianOperator(self, point)
@@ -136,8 +168,10 @@ class _Program:
 class HessianOperator(scipy.sparse.linalg.LinearOperator):
     """A symmetric `LinearOperator` whose products are Hessian-vector products at one point.
 
-    A vector of the wrong size raises `gc.InputError` (a ValueError, as SciPy expects) that
-    says which flattened parameters the operator acts on.
+    A vector of the wrong size or of non-numbers raises `gc.InputError` (a ValueError, as
+    SciPy expects) that says which flattened parameters the operator acts on. A complex vector
+    gives the complex product H Re(v) + i H Im(v) (the Hessian is real), as `eigsh` or `gmres`
+    with a complex shift expect; an (n, 1) column gives an (n, 1) column.
     """
 
     def __init__(self, program: _Program, point: list):
@@ -150,12 +184,8 @@ class HessianOperator(scipy.sparse.linalg.LinearOperator):
     _rmatvec = _matvec
 
     def matvec(self, x):
-        n = self._program.size
-        if np.shape(x) not in ((n,), (n, 1)):
-            raise InputError(f"{self._program.fn}: the vector must have shape ({n},) (the "
-                             "flattened " + ", ".join(repr(v.name) for v in self._program.xs)
-                             + f"), got shape {np.shape(x)}")
-        return super().matvec(x)
+        arr = self._program.check_theta(x, "the vector", complex_ok=True)
+        return super().matvec(arr[:, None] if np.ndim(x) == 2 else arr)
 
     rmatvec = matvec
 

@@ -161,3 +161,56 @@ def test_bad_arguments_raise_clear_errors_and_leave_the_graph_alone(rng):
     obj = gc.objective(loss, [w, b], at=vals)
     with pytest.raises(gc.InputError, match=r"shape \(6,\).*'w', 'b'"):
         obj.fun(np.ones(5))
+
+
+# -- issue 12, finding 20: complex, non-numeric and oddly shaped vectors --------------------
+def test_complex_vectors_give_the_complex_product(rng):
+    loss, nodes, vals = logistic_regression(rng)
+    H = gc.hessian_operator(loss, [nodes[2], nodes[3]], at=vals)
+    dense = logreg_hessian(vals, nodes)
+    a, b = rng.standard_normal(6), rng.standard_normal(6)
+    out = H @ (a + 1j * b)
+    assert np.iscomplexobj(out) and out.shape == (6,)
+    np.testing.assert_allclose(out, dense @ a + 1j * (dense @ b), rtol=1e-12)
+    col = H.matvec((a + 1j * b)[:, None])
+    assert col.shape == (6, 1)
+    np.testing.assert_allclose(col[:, 0], out, rtol=1e-15)
+    np.testing.assert_allclose(H.matmat(np.stack([a + 1j * b, 1j * a], 1)),
+                               np.stack([out, 1j * (dense @ a)], 1), rtol=1e-12)
+    # a complex shift, as eigsh's shift-invert or gmres with complex systems use
+    shift = 0.5 + 0.25j
+    shifted = sla.LinearOperator((6, 6), matvec=lambda v: H @ v - shift * v, dtype=complex)
+    rhs = a + 1j * b
+    sol, info = sla.gmres(shifted, rhs, rtol=1e-12, atol=0.0)
+    assert info == 0
+    np.testing.assert_allclose(sol, np.linalg.solve(dense - shift * np.eye(6), rhs), rtol=1e-8)
+    obj = gc.objective(loss, [nodes[2], nodes[3]], at=vals)
+    np.testing.assert_allclose(obj.hessp(obj.x0, 1j * a), 1j * (dense @ a), rtol=1e-12)
+    with pytest.raises(gc.InputError, match=r"objective: theta must hold real numbers.*"
+                                            r"complex128"):
+        obj.fun(obj.x0 + 1j)
+
+
+@pytest.mark.parametrize("vector, came", [
+    (np.array(list("abcdef")), "dtype <U1"),
+    (["1", "2", "3", "4", "5", "x"], "dtype <U1"),
+    (np.array([b"a"] * 6), "dtype |S1"),
+    ([None] * 6, "holding NoneType None, not a number"),
+    ([1.0, 2.0, 3.0, 4.0, 5.0, object()], "holding object"),
+    ([1.0, [2.0, 3.0]], "does not convert"),
+    (np.ones(5), r"shape \(5,\)"),
+    (np.ones((6, 2)), r"shape \(6, 2\)"),
+    (np.ones((1, 6)), r"shape \(1, 6\)"),
+    (np.ones((6, 1, 1)), r"shape \(6, 1, 1\)"),
+    ("abcdef", "dtype <U6"),
+])
+def test_bad_vectors_are_input_errors_naming_operator_shape_and_kind(rng, vector, came):
+    loss, nodes, vals = logistic_regression(rng)
+    H = gc.hessian_operator(loss, [nodes[2], nodes[3]], at=vals)
+    with pytest.raises(gc.InputError, match=r"hessian_operator: the vector must hold real or "
+                                            r"complex numbers in shape \(6,\) \(the flattened "
+                                            rf"'w', 'b'\), got .*{came}"):
+        H.matvec(vector)
+    if not (isinstance(vector, np.ndarray) and vector.ndim == 2):  # H @ 2-D is a matmat
+        with pytest.raises(ValueError):  # what SciPy's callers catch
+            H @ vector

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.autodiff import memo
 from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad
 from graphc.compile.function import Function
@@ -74,7 +75,7 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
         extra[node] = value
         return node
 
-    with g.scratch():
+    with memo.kept(g), g.scratch():
         s = z
         if z.shape != ():
             r = rng.standard_normal(_concrete(z, at)).astype(z.dtype)

@@ -17,6 +17,7 @@ integer node) has no entry, so no zero arrays are built or added.
 from __future__ import annotations
 
 from graphc import ops
+from graphc.autodiff import memo
 from graphc.autodiff.reverse import _check_node, _float
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
@@ -90,6 +91,19 @@ def jvp(y, wrt, v, disconnected: str = "zero"):
     if len(xs) != len(vs):
         raise GraphError(f"jvp: got {len(xs)} wrt nodes but {len(vs)} tangents v")
     g = ys[0].graph
+    # tangents given as nodes are remembered by identity (arrays become new constants)
+    key = (ys, single_y, xs, isinstance(wrt, Node), vs, disconnected)
+    remembered = all(isinstance(t, Node) for t in [*xs, *vs])
+    hit = memo.lookup(g, "jvp", *key) if remembered else None
+    if hit is not None:
+        return hit[0] if single_y else list(hit)
+    out = _jvp(g, ys, xs, vs, disconnected)
+    if remembered:
+        memo.remember(g, "jvp", *key, value=out)
+    return out[0] if single_y else list(out)
+
+
+def _jvp(g, ys: list[Node], xs: list[Node], vs: list, disconnected: str) -> list[Node]:
     with g.transaction(), g.role("grad"):
         seeds = {}
         for k, (x, t) in enumerate(zip(xs, vs)):
@@ -121,7 +135,7 @@ def jvp(y, wrt, v, disconnected: str = "zero"):
                 t = ops.zeros_like(n)
             out.append(t)
         _name_tangents(table, seeds, mark)
-        return out[0] if single_y else out
+        return out
 
 
 def _name_tangents(table: dict, seeds: dict, mark: int) -> None:

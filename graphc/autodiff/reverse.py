@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.autodiff import memo
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
@@ -93,6 +94,9 @@ def backprop(z: Node, targets: list[Node], seed: Node) -> dict[Node, Node | None
 def grad(z, wrt, disconnected: str = "zero"):
     """The gradient of scalar `z` with respect to `wrt` (a node or a list), as new nodes.
 
+    Asking again for the same `z`, `wrt` and options returns the nodes built the first time
+    (`graphc.autodiff.memo`): the graph does not grow with repeated calls.
+
     Examples:
         >>> import numpy as np, graphc as gc
         >>> g = gc.Graph()
@@ -104,10 +108,15 @@ def grad(z, wrt, disconnected: str = "zero"):
     """
     _check_scalar("grad", z, "reduce it (sum/mean) or use gc.vjp")
     g = z.graph
-    with g.transaction(), g.role("grad"):
-        seed = g.constant(np.ones((), z.dtype))
-        g.rename(seed, f"d{z.name}/d{z.name}")
-        return _differentiate(z, wrt, seed, disconnected, "grad")
+    targets, single = _targets("grad", z, wrt, disconnected)
+    hit = memo.lookup(g, "grad", z, targets, single, disconnected)
+    if hit is None:
+        with g.transaction(), g.role("grad"):
+            seed = g.constant(np.ones((), z.dtype))
+            g.rename(seed, f"d{z.name}/d{z.name}")
+            hit = _differentiate(z, targets, seed, disconnected, "grad")
+        memo.remember(g, "grad", z, targets, single, disconnected, value=hit)
+    return hit[0] if single else list(hit)
 
 
 def vjp(y, wrt, u, disconnected: str = "zero"):
@@ -123,18 +132,27 @@ def vjp(y, wrt, u, disconnected: str = "zero"):
     _check_node("vjp", "y", y)
     _float(y, "vjp", "y")
     g = y.graph
-    with g.transaction(), g.role("grad"):
-        seed = lift(u, g, y)
-        _check_node("vjp", "u", seed, g)
-        if not types.shape_eq(seed.shape, y.shape):
-            raise ShapeError(f"vjp: u must have y's shape {types.fmt_shape(y.shape)}, got "
-                             f"{types.fmt_shape(seed.shape)}")
-        if seed.dtype != y.dtype:
-            seed = ops.cast(seed, y.dtype)
-        return _differentiate(y, wrt, seed, disconnected, "vjp")
+    targets, single = _targets("vjp", y, wrt, disconnected)
+    # a node u is remembered by identity; an array is lifted to a new constant each call
+    hit = memo.lookup(g, "vjp", y, targets, single, u, disconnected) if isinstance(
+        u, Node) else None
+    if hit is None:
+        with g.transaction(), g.role("grad"):
+            seed = lift(u, g, y)
+            _check_node("vjp", "u", seed, g)
+            if not types.shape_eq(seed.shape, y.shape):
+                raise ShapeError(f"vjp: u must have y's shape {types.fmt_shape(y.shape)}, got "
+                                 f"{types.fmt_shape(seed.shape)}")
+            if seed.dtype != y.dtype:
+                seed = ops.cast(seed, y.dtype)
+            hit = _differentiate(y, targets, seed, disconnected, "vjp")
+        if isinstance(u, Node):
+            memo.remember(g, "vjp", y, targets, single, u, disconnected, value=hit)
+    return hit[0] if single else list(hit)
 
 
-def _differentiate(z: Node, wrt, seed: Node, disconnected: str, fn: str):
+def _targets(fn: str, z: Node, wrt, disconnected: str) -> tuple[list[Node], bool]:
+    """`wrt` checked (float nodes of z's graph) as a list, and whether it was one node."""
     if disconnected not in ("zero", "raise"):
         raise GraphError(f"{fn}: disconnected must be 'zero' or 'raise', got {disconnected!r}")
     single = isinstance(wrt, Node)
@@ -145,6 +163,12 @@ def _differentiate(z: Node, wrt, seed: Node, disconnected: str, fn: str):
     for k, V in enumerate(targets):
         _check_node(fn, f"wrt[{k}]" if not single else "wrt", V, z.graph)
         _float(V, fn, f"wrt node {V.name!r}")
+    return targets, single
+
+
+def _differentiate(z: Node, targets: list[Node], seed: Node, disconnected: str,
+                   fn: str) -> list[Node]:
+    """Algorithm 6.5 from `seed`, named, with zeros (or an error) for disconnected targets."""
     mark = len(z.graph.nodes)
     grad_table = backprop(z, targets, seed)
     _name_entries(z, grad_table, mark)
@@ -159,7 +183,7 @@ def _differentiate(z: Node, wrt, seed: Node, disconnected: str, fn: str):
             G = ops.zeros_like(V)
             z.graph.rename(G, f"d{z.name}/d{V.name}")
         results.append(G)
-    return results[0] if single else results
+    return results
 
 
 def _name_entries(z: Node, grad_table: dict, mark: int) -> None:

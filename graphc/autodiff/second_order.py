@@ -29,6 +29,7 @@ import numpy as np
 import sympy
 
 from graphc import ops
+from graphc.autodiff import memo
 from graphc.autodiff.forward import _as_list, jvp
 from graphc.autodiff.reverse import _check_node, _check_scalar, _float, grad, vjp
 from graphc.errors import GraphError, ShapeError
@@ -65,14 +66,21 @@ def hvp(z, wrt, v, mode: str = "auto"):
     vs = _as_list("hvp", "v", v, like=wrt)
     if len(xs) != len(vs):
         raise GraphError(f"hvp: got {len(xs)} wrt nodes but {len(vs)} vectors v")
-    with g.transaction(), g.role("grad"):
-        vs = _lift_like("hvp", xs, vs, g)
-        mark = len(g.nodes)
-        _, out, _ = hvp_and_grad(z, xs, vs, mode)
-        for x, h in zip(xs, out):
-            if h.index >= mark:
-                g.rename(h, f"hvp({z.name}, {x.name})")
-        return out[0] if single else out
+    # vectors given as nodes are remembered by identity (arrays become new constants)
+    key = (z, xs, single, vs, mode)
+    remembered = all(isinstance(n, Node) for n in [*xs, *vs])
+    out = memo.lookup(g, "hvp", *key) if remembered else None
+    if out is None:
+        with g.transaction(), g.role("grad"):
+            vs = _lift_like("hvp", xs, vs, g)
+            mark = len(g.nodes)
+            _, out, _ = hvp_and_grad(z, xs, vs, mode)
+            for x, h in zip(xs, out):
+                if h.index >= mark:
+                    g.rename(h, f"hvp({z.name}, {x.name})")
+        if remembered:
+            memo.remember(g, "hvp", *key, value=out)
+    return out[0] if single else list(out)
 
 
 def hvp_and_grad(z: Node, xs: list[Node], vs: list[Node], mode: str = "auto"):
@@ -122,7 +130,7 @@ def choose_mode(z: Node, xs: list[Node], vs: list[Node]) -> str:
     """
     costs = {}
     for mode, build in (("forward", _hvp_forward), ("reverse", _hvp_reverse)):
-        with z.graph.scratch():
+        with memo.kept(z.graph), z.graph.scratch():
             costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
     return "forward" if costs["forward"] <= costs["reverse"] else "reverse"
 
@@ -204,6 +212,17 @@ def jacobian(y, wrt, mode: str = "auto"):
     xs = _as_list("jacobian", "wrt", wrt)
     g = y.graph
     m = _static_size("jacobian", y)
+    remembered = all(isinstance(x, Node) for x in xs)
+    out = memo.lookup(g, "jacobian", y, xs, single, mode) if remembered else None
+    if out is None:
+        out = _jacobian(y, xs, single, mode, m)
+        if remembered:
+            memo.remember(g, "jacobian", y, xs, single, mode, value=out)
+    return out[0] if single else list(out)
+
+
+def _jacobian(y: Node, xs: list, single: bool, mode: str, m: int) -> list[Node]:
+    g = y.graph
     with g.transaction(), g.role("grad"):
         out = []
         for k, x in enumerate(xs):
@@ -219,7 +238,7 @@ def jacobian(y, wrt, mode: str = "auto"):
                 J = ops.reshape(rows, y.shape + x.shape)
             g.rename(J, f"jacobian({y.name}, {x.name})")
             out.append(J)
-        return out[0] if single else out
+        return out
 
 
 def hessian(z, wrt, mode: str = "auto"):
@@ -241,6 +260,16 @@ def hessian(z, wrt, mode: str = "auto"):
     _check_scalar("hessian", z, "use gc.jacobian of its gradient")
     single = isinstance(wrt, Node)
     xs = _as_list("hessian", "wrt", wrt)
+    remembered = all(isinstance(x, Node) for x in xs)
+    blocks = memo.lookup(z.graph, "hessian", z, xs, single, mode) if remembered else None
+    if blocks is None:
+        blocks = _hessian(z, xs, single, mode)
+        if remembered:
+            memo.remember(z.graph, "hessian", z, xs, single, mode, value=blocks)
+    return blocks[0][0] if single else [list(row) for row in blocks]
+
+
+def _hessian(z: Node, xs: list, single: bool, mode: str) -> list[list[Node]]:
     g = z.graph
     with g.transaction(), g.role("grad"):
         for k, x in enumerate(xs):
@@ -259,7 +288,7 @@ def hessian(z, wrt, mode: str = "auto"):
                 g.rename(H, f"hessian({z.name}, {xi.name}, {xj.name})" if not single
                          else f"hessian({z.name}, {xi.name})")
                 blocks[i][j] = H
-        return blocks[0][0] if single else blocks
+        return blocks
 
 
 def _identity(x: Node) -> Node:
@@ -297,7 +326,7 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
     """
     g = like[0].graph
     m = batches[0].shape[0]
-    with g.scratch():
+    with memo.kept(g), g.scratch():
         mark = len(g.nodes)
         stand_ins = [g.input(g._unique(f"vectorize_{k}"), x.shape, x.dtype)
                      for k, x in enumerate(like)]

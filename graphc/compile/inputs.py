@@ -39,10 +39,19 @@ def bind_args(inputs: tuple[Node, ...], args: tuple, kwargs: dict) -> list:
     return values
 
 
-def check_values(inputs: tuple[Node, ...], values: list) -> tuple[list[np.ndarray], dict]:
-    """Convert and check each value; returns the arrays and the symbol bindings."""
+def check_values(inputs: tuple[Node, ...], values: list,
+                 nodes: list[Node] | None = None) -> tuple[list[np.ndarray], dict]:
+    """Convert and check each value; returns the arrays and the symbol bindings.
+
+    A symbol is bound by an axis whose dimension is the symbol itself, or solved from one
+    whose dimension is `a*n + b` in a single symbol not bound otherwise. Once bound, every
+    symbolic size of `nodes` (default: every node of the inputs' graph whose symbols are all
+    bound) must be >= 0: a negative one is an InputError naming the node and the inputs that
+    bound its symbols.
+    """
     env: dict[sympy.Symbol, int] = {}
     bound_by: dict[sympy.Symbol, str] = {}
+    pending: list[tuple[Node, int, sympy.Expr, int]] = []
     arrays = []
     for node, value in zip(inputs, values):
         arr = _as_array(node, value)
@@ -61,14 +70,121 @@ def check_values(inputs: tuple[Node, ...], values: list) -> tuple[list[np.ndarra
                         f"{bound_by[want]!r}) but axis {axis} here has length {got}")
                 env.setdefault(want, got)
                 bound_by.setdefault(want, node.name)
+            else:
+                pending.append((node, axis, want, got))
         arrays.append(arr)
-    for node, arr in zip(inputs, arrays):
-        for axis, (want, got) in enumerate(zip(node.shape, arr.shape)):
-            if isinstance(want, sympy.Expr) and not isinstance(want, sympy.Symbol):
-                if int(want.subs(env)) != got:
-                    raise InputError(f"input {node.name!r}: axis {axis} should be {want} = "
-                                     f"{int(want.subs(env))}, got {got}")
+    _bind_expressions(pending, env, bound_by)
+    if env:
+        _check_sizes(inputs, nodes, env, bound_by)
     return arrays, env
+
+
+def _bind_expressions(pending: list, env: dict, bound_by: dict) -> None:
+    """Check the axes whose dimension is an expression, solving `a*n + b = size` for a single
+    unbound symbol n; repeated until nothing more can be solved."""
+    while pending:
+        rest = []
+        for node, axis, want, got in pending:
+            free = want.free_symbols - env.keys()
+            if not free:
+                value = want.xreplace({s: sympy.Integer(env[s]) for s in want.free_symbols})
+                if not value.is_Integer or int(value) != got:
+                    names = "; ".join(f"{s} = {env[s]}, bound by input {bound_by[s]!r}"
+                                      for s in sorted(want.free_symbols, key=str))
+                    raise InputError(f"input {node.name!r}: axis {axis} should be {want} = "
+                                     f"{value} ({names}), got {got}")
+            elif len(free) == 1 and (solved := _solve_affine(want, next(iter(free)))):
+                s, (a, b) = next(iter(free)), solved
+                n = (sympy.Integer(got) - b) / a
+                if not n.is_Integer or n < 1:
+                    raise InputError(
+                        f"input {node.name!r}: axis {axis} has length {got}, but its dimension "
+                        f"{want} would need {s} = {n}, and {s} must be a positive integer")
+                env[s] = int(n)
+                bound_by[s] = node.name
+            else:
+                rest.append((node, axis, want, got))
+        if len(rest) == len(pending):
+            node, axis, want, _ = rest[0]
+            unknown = sorted(map(str, want.free_symbols - env.keys()))
+            which = (f"the symbol {unknown[0]} cannot" if len(unknown) == 1 else
+                     f"the symbols {', '.join(unknown)} cannot")
+            raise InputError(
+                f"input {node.name!r}: axis {axis} has the dimension {want}, but {which} be "
+                "determined from the inputs' shapes (give each symbol an axis of its own, or "
+                "use a dimension a*n + b of one unknown n)")
+        pending = rest
+
+
+def _solve_affine(expr: sympy.Expr, s: sympy.Symbol) -> tuple | None:
+    """(a, b) with expr == a*s + b, a and b rational numbers, a != 0; else None."""
+    if not expr.is_polynomial(s):
+        return None
+    try:
+        coeffs = sympy.Poly(expr, s).all_coeffs()
+    except sympy.PolynomialError:
+        return None
+    if len(coeffs) != 2 or not all(c.is_Rational for c in coeffs) or coeffs[0] == 0:
+        return None
+    return coeffs[0], coeffs[1]
+
+
+def _check_sizes(inputs, nodes, env: dict, bound_by: dict) -> None:
+    """A negative size once the symbols are bound means the graph assumed more than holds:
+    `x[5:]` has size n - 5, so it needs n >= 5."""
+    dims, passed = _symbolic_dims(inputs, nodes)
+    key = tuple(env.items())
+    if key in passed:
+        return
+    known = env.keys()
+    for expr, (node, axis) in dims.items():
+        if not expr.free_symbols <= known:
+            continue
+        value = expr.xreplace({s: sympy.Integer(env[s]) for s in expr.free_symbols})
+        if not (value.is_number and value.is_negative):
+            continue
+        symbols = sorted(expr.free_symbols, key=str)
+        bound = "; ".join(f"{s} is {env[s]} (from input {bound_by[s]!r})" for s in symbols)
+        need = f"{expr} >= 0"
+        if len(symbols) == 1 and (solved := _solve_affine(expr, symbols[0])) and solved[0] > 0:
+            need = f"{symbols[0]} >= {sympy.ceiling(-solved[1] / solved[0])}"
+        of = ", ".join(x.name for x in node.inputs[:3])
+        raise InputError(
+            f"node {node.name!r} ({node.op.label()}{' of ' + of if of else ''}, built at "
+            f"{node.source}) has size {expr} = {value} on axis {axis}: it needs {need}; "
+            f"{bound}")
+    if len(passed) < 64:
+        passed.add(key)
+
+
+def _symbolic_dims(inputs, nodes) -> tuple[dict, set]:
+    """{symbolic size: (first node with it, axis)} over `nodes` or the inputs' whole graph,
+    and the set of bindings already found valid; cached in the graph for its current length."""
+    if nodes is not None:
+        return _collect(nodes), set()
+    if not inputs:
+        return {}, set()
+    g = inputs[0].graph
+    key = ("graphc.compile.inputs.sizes",)
+    hit = g.cache.get(key)
+    size = len(g.nodes)
+    if hit is None or hit[0] != size:
+        # append-only: scan just the new nodes (a truncation clears the cache, so a stale
+        # entry never names removed nodes)
+        grown = hit is not None and hit[0] < size
+        dims, start = (dict(hit[1]), hit[0]) if grown else ({}, 0)
+        hit = (size, _collect(g.nodes[start:size], dims), set())
+        g.cache[key] = hit
+    return hit[1], hit[2]
+
+
+def _collect(nodes, dims: dict | None = None) -> dict:
+    dims = {} if dims is None else dims
+    for n in sorted(nodes, key=lambda n: n.index):
+        for axis, d in enumerate(n.shape):
+            if not isinstance(d, int) and d not in dims:
+                dims[d] = (n, axis)
+    return dims
 
 
 def _as_array(node: Node, value) -> np.ndarray:

@@ -40,6 +40,14 @@ def as_dim(d) -> Dim:
     if isinstance(d, sympy.Expr):
         if d.is_Integer:
             return int(d)
+        # any sympy Symbol means the size symbol of its name, so that sympy.Symbol("n"),
+        # Symbol("n", integer=True) and the str "n" are one dimension
+        renamed = {s: symbol(s.name) for s in d.free_symbols
+                   if isinstance(s, sympy.Symbol) and s != symbol(s.name)}
+        if renamed:
+            d = d.xreplace(renamed)
+            if d.is_Integer:
+                return int(d)
         return d
     raise ValueError(f"a dimension must be an int, a str or a sympy expression, got {d!r}")
 

@@ -21,6 +21,7 @@ import numpy as np
 import sympy
 
 from graphc.errors import GraphError
+from graphc.ir import exprtext
 from graphc.ir.graph import Node
 from graphc.ir.op import OPS, Op, register
 from graphc.ops.base import MINUS_ONE, ONE, Elementwise, build, graph_of, lift
@@ -101,6 +102,8 @@ class ElementwiseFunction:
 def elementwise(name: str, expr, args) -> ElementwiseFunction:
     """A new elementwise op from a sympy formula, differentiable to every order.
 
+    `expr` is a sympy expression in `args`, or text that `graphc.ir.exprtext.formula` reads
+    (arithmetic and a fixed table of functions of the names in `args`; never run as Python).
     The forward is `sympy.lambdify` of `expr` (NumPy and SciPy functions, so `erf` works);
     the derivative for each argument is `sympy.diff`, declared as an op of the same kind on
     first use. Inputs broadcast like the built-ins. Declaring the same name again with the
@@ -245,14 +248,13 @@ def _check_symbols(name, args) -> tuple[sympy.Symbol, ...]:
 
 
 def _check_expr(name, expr, symbols) -> sympy.Expr:
-    if isinstance(expr, str):
+    if isinstance(expr, str):  # read by exprtext, never evaluated: args are the only names
         try:
-            expr = sympy.sympify(expr, locals={str(s): s for s in symbols})
-        except (sympy.SympifyError, SyntaxError, TypeError) as e:
-            raise GraphError(f"elementwise {name!r}: cannot read the formula {expr!r}: "
-                             f"{e}") from None
-    elif isinstance(expr, (int, float)):
-        expr = sympy.sympify(expr)
+            expr = exprtext.formula(expr, symbols)
+        except ValueError as e:
+            raise GraphError(f"elementwise {name!r}: cannot read the formula: {e}") from None
+    elif isinstance(expr, (int, float)) and not isinstance(expr, bool):
+        expr = sympy.Integer(expr) if isinstance(expr, int) else sympy.Float(expr)
     if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.MatrixBase) \
             or getattr(expr, "is_Matrix", False):
         raise GraphError(f"elementwise {name!r}: expected a scalar sympy expression, got "

@@ -130,7 +130,9 @@ class SoftmaxCrossEntropy(Op):
     """Per-example cross-entropy between labels and softmax(logits) over the last axis.
 
     Labels are one-hot (or any distribution) of the logits' shape, or integer class ids of
-    shape `logits.shape[:-1]`.
+    shape `logits.shape[:-1]`. The loss's dtype is NumPy's promotion of the two dtypes for
+    float (or bool) labels, as for the unfused `-sum(labels * log_softmax(logits), -1)`, and
+    the logits' dtype for integer labels.
     """
 
     name: ClassVar[str] = "softmax_cross_entropy"
@@ -151,18 +153,24 @@ class SoftmaxCrossEntropy(Op):
             raise ShapeError(
                 f"softmax_cross_entropy: one-hot labels must have the logits' shape "
                 f"{types.fmt_shape(logits.shape)}, got {types.fmt_shape(labels.shape)}")
-        return logits.shape[:-1], logits.dtype
+        return logits.shape[:-1], self.out_dtype(logits.dtype, labels.dtype)
+
+    @staticmethod
+    def out_dtype(logits: np.dtype, labels: np.dtype) -> np.dtype:
+        """The logits' dtype for class ids, else NumPy's promotion of the two."""
+        return logits if labels.kind in "iu" else np.result_type(logits, labels)
 
     def forward(self, logits, labels):
-        log_p = scipy.special.log_softmax(logits, axis=-1)
+        dtype = self.out_dtype(logits.dtype, labels.dtype)
+        log_p = scipy.special.log_softmax(logits.astype(dtype, copy=False), axis=-1)
         if labels.dtype.kind in "iu":
             depth = logits.shape[-1]
             if labels.size and (labels.min() < 0 or labels.max() >= depth):
                 raise ValueError(f"class ids must lie in [0, {depth}), got values in "
                                  f"[{labels.min()}, {labels.max()}]")
             picked = np.take_along_axis(log_p, labels[..., None].astype(np.intp), axis=-1)
-            return -picked[..., 0]
-        return -np.sum(labels * log_p, axis=-1)
+            return np.asarray(-picked[..., 0], dtype=dtype)
+        return np.asarray(-np.sum(labels * log_p, axis=-1), dtype=dtype)
 
     def _onehot(self, logits, labels):
         if labels.dtype.kind in "iu":

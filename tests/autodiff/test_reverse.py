@@ -201,3 +201,60 @@ def test_check_grad_handles_symbolic_shapes():
     n = len(g.nodes)
     assert gc.check_grad(z, [X, W], at=at, order=2) < 1e-6
     assert len(g.nodes) == n  # the check's own nodes are removed again
+
+
+# -- issue 12, finding 24: `where` chooses the value, not the derivative's NaN -------------
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning",
+                            "ignore:divide by zero:RuntimeWarning")
+def test_where_needs_a_safe_inner_value_for_a_finite_gradient():
+    """The gradient of where(c, a, b) is where(c, g, 0) for a: at x = 0 the unchosen branch
+    sqrt(x) still has the derivative 1 / (2 sqrt(0)) = inf, and inf * 0 is NaN (as in JAX).
+    The double-where idiom of docs/ops.md feeds sqrt a safe value where it is not chosen."""
+    g = gc.Graph()
+    x = g.input("x", shape=(4,))
+    naive = gc.where(x > 0, gc.sqrt(x), 0 * x)
+    safe = gc.where(x > 0, gc.sqrt(gc.where(x > 0, x, 1.0)), 0.0)
+    xv = np.array([0.0, 0.25, 1.0, -2.0])
+    g_naive, g_safe = gc.eval([gc.grad(naive.sum(), x), gc.grad(safe.sum(), x)], {x: xv})
+    assert np.isnan(g_naive[0])
+    np.testing.assert_allclose(safe.eval({x: xv}), [0.0, 0.5, 1.0, 0.0])
+    np.testing.assert_allclose(g_safe, [0.0, 1.0, 0.5, 0.0])  # 1 / (2 sqrt(x)) where x > 0
+    h = 1e-6
+    inner = xv[1:3]
+    np.testing.assert_allclose(g_safe[1:3], (np.sqrt(inner + h) - np.sqrt(inner - h)) / (2 * h),
+                               rtol=1e-6)
+    assert np.isfinite(gc.grad(gc.grad(safe.sum(), x).sum(), x).eval({x: xv})).all()
+
+
+# -- issue 12, finding 16: softmax_cross_entropy's declared dtype is the computed one ------
+@pytest.mark.parametrize("logits_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("labels_kind", ["float32", "float64", "int64", "int32"])
+def test_softmax_cross_entropy_declares_the_dtype_it_computes(logits_dtype, labels_kind):
+    rng = np.random.default_rng(3)
+    g = gc.Graph()
+    logits = g.input("logits", shape=(4, 3), dtype=logits_dtype)
+    ids = np.array([0, 2, 1, 2])
+    if labels_kind.startswith("int"):
+        labels = g.input("labels", shape=(4,), dtype=labels_kind)
+        lv = ids.astype(labels_kind)
+        want_dtype = np.dtype(logits_dtype)
+    else:
+        labels = g.input("labels", shape=(4, 3), dtype=labels_kind)
+        lv = np.eye(3, dtype=labels_kind)[ids]
+        want_dtype = np.result_type(logits_dtype, labels_kind)  # NumPy promotion
+    loss = gc.softmax_cross_entropy(logits, labels)
+    gl = gc.grad(loss.sum(), logits)
+    xv = rng.standard_normal((4, 3)).astype(logits_dtype)
+    feed = {logits: xv, labels: lv}
+    assert loss.dtype == want_dtype
+    for optimize in (True, False):
+        value, grad_value = gc.function([logits, labels], [loss, gl], optimize=optimize)(xv, lv)
+        assert value.dtype == loss.dtype
+        assert grad_value.dtype == gl.dtype == np.dtype(logits_dtype)
+    x64 = xv.astype(np.float64)
+    log_p = x64 - np.log(np.exp(x64).sum(-1, keepdims=True))
+    tol = 1e-6 if want_dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gc.eval(loss, feed), -log_p[np.arange(4), ids], rtol=tol)
+    gtol = 1e-6 if logits_dtype == "float32" else 1e-12  # the gradient has the logits' dtype
+    np.testing.assert_allclose(gc.eval(gl, feed), np.exp(log_p) - np.eye(3)[ids],
+                               rtol=gtol, atol=gtol)

@@ -294,3 +294,28 @@ def test_to_sympy_names_a_hand_written_op_it_cannot_write():
     x = g.input("x")
     with pytest.raises(gc.GraphError, match="test_huber"):
         gc.to_sympy(huber(x))
+
+
+# -- issue 12, finding 23: a text formula is read by graphc.ir.exprtext, never sympified ----
+def test_text_formula_is_read_without_sympify_and_names_only_args(monkeypatch, tmp_path):
+    def refuse(*args, **kwargs):
+        raise AssertionError("sympify must not see the user's text")
+
+    monkeypatch.setattr(sympy, "sympify", refuse)
+    f = gc.elementwise("test_text_gauss", "a * exp(-b**2 / 2)", [a, b])
+    assert f.expr == a * sympy.exp(-b ** 2 / 2)
+    g = gc.Graph()
+    x = g.input("x", shape=(3,))
+    y = g.input("y", shape=(3,))
+    xv, yv = np.array([1.0, -2.0, 0.5]), np.array([0.0, 1.0, -1.5])
+    out = f(x, y)
+    gx, gy = gc.grad(out.sum(), [x, y])
+    vals = gc.eval([out, gx, gy], {x: xv, y: yv})
+    np.testing.assert_allclose(vals[0], xv * np.exp(-yv ** 2 / 2))
+    np.testing.assert_allclose(vals[1], np.exp(-yv ** 2 / 2))
+    np.testing.assert_allclose(vals[2], -xv * yv * np.exp(-yv ** 2 / 2))
+    marker = tmp_path / "ran"
+    for text in [f"__import__('os').system('touch {marker}')", "a + pi", "a.func(b)"]:
+        with pytest.raises(gc.GraphError, match="test_text_bad.*cannot read the formula"):
+            gc.elementwise("test_text_bad", text, [a, b])
+    assert not marker.exists() and "test_text_bad" not in gc.ir.op.OPS
