@@ -69,6 +69,9 @@ class Function:
         self._resolved: OrderedDict[tuple, dict[int, object]] = OrderedDict()
         self._resolved_lock = threading.Lock()
         self._arity = len(self.inputs)
+        # the nodes whose symbolic sizes a call must check (>= 0 once the inputs bind them)
+        self._sized = (walk.ancestors(self.outputs) if any(
+            not types.is_static(n.shape) for n in self.inputs) else [])
 
     @property
     def source(self) -> str:
@@ -99,7 +102,7 @@ class Function:
                     results = _fresh_outputs(results, args)
                 return results[0] if self.single_output else results
         values = input_checks.bind_args(self.inputs, args, kwargs)
-        arrays, env = input_checks.check_values(self.inputs, values)
+        arrays, env = input_checks.check_values(self.inputs, values, self._sized)
         if self.check_finite:
             for node, arr in zip(self.inputs, arrays):
                 _check_input_finite(node, arr)

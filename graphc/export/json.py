@@ -15,8 +15,9 @@ Nodes are listed in the graph's insertion order and refer to their inputs by pos
 list, so a file can only describe a DAG. An op is its registered name; its parameters are JSON
 values, with tuples as lists and tagged objects for the rest ({"dim": "2*batch"},
 {"dtype": "int64"}, {"slice": [start, stop, step]}, {"ellipsis": true}). A symbolic dimension
-is a string holding an arithmetic expression over names and integers, read with `ast` and
-rebuilt with sympy operators from a fixed table: no text of the file is ever executed.
+is a string holding an arithmetic expression over names and integers, read by
+`graphc.ir.exprtext` (`ast`, rebuilt with sympy operators from a fixed table, bounded in length,
+size and exponents): no text of the file is ever executed.
 
 `load` rebuilds every node through `Graph.apply`, so each op's own shape rule re-checks the
 file, and compares the result with the recorded shape and dtype. Any problem raises
@@ -25,7 +26,6 @@ file, and compares the result with the recorded shape and dtype. Any problem rai
 
 from __future__ import annotations
 
-import ast
 import base64
 import binascii
 import dataclasses
@@ -39,7 +39,7 @@ import numpy as np
 import sympy
 
 from graphc.errors import GraphcError, GraphError, LoadError
-from graphc.ir import types
+from graphc.ir import exprtext, types
 from graphc.ir.graph import ROLES, Graph, Node
 from graphc.ir.op import OPS, Constant, Input
 from graphc.ir.params import MAX_INT, kinds_of
@@ -53,15 +53,6 @@ DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
 MAX_PARAM_DEPTH = 8  # lists in lists in a parameter (scatter_add's windows need 3)
 MAX_DIM_TEXT = 200  # characters of one symbolic dimension expression
-
-# The only functions a dimension expression may call, and the operators it may use.
-DIM_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod,
-             "Max": sympy.Max, "Min": sympy.Min}
-DIM_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-              ast.Pow: lambda a, b: a ** b, ast.FloorDiv: lambda a, b: sympy.floor(a / b),
-              ast.Mod: lambda a, b: sympy.Mod(a, b)}
-
 
 # -- save -------------------------------------------------------------------------------------
 def save(graph: Graph, path) -> str:
@@ -422,6 +413,8 @@ class _Reader:
                 dim = types.as_dim(_parse_dim(d, loc))
             except ValueError as e:
                 self.fail(loc, str(e))
+            if isinstance(dim, int) and dim > MAX_INT:
+                self.fail(loc, f"the dimension {d!r} is too large (more than {MAX_INT})")
             if dim < 0 if isinstance(dim, int) else (dim.is_negative or dim.is_integer is False):
                 self.fail(loc, f"a dimension must be an integer >= 0, got {d!r}")
             return dim
@@ -542,38 +535,7 @@ def _parse_dim(text: str, loc: str):
     """A sympy dimension from text like "batch" or "2*n + 1", without evaluating the text."""
     if len(text) > MAX_DIM_TEXT:
         raise ValueError(f"dimension expression longer than {MAX_DIM_TEXT} characters")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        raise ValueError(f"not a dimension expression: {text!r}") from None
-
-    def build(node):
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            if node.value >= 1 << 63:
-                raise ValueError(f"the integer {node.value} in {text!r} is too large")
-            return sympy.Integer(node.value)
-        if isinstance(node, ast.Name):
-            if not node.id.isidentifier():
-                raise ValueError(f"bad dimension name {node.id!r}")
-            return types.symbol(node.id)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not (
-                isinstance(node.right, ast.Constant) and type(node.right.value) is int
-                and 0 <= node.right.value <= 8):
-            raise ValueError(f"an exponent in {text!r} must be an integer from 0 to 8")
-        if isinstance(node, ast.BinOp) and type(node.op) in DIM_BINOPS:
-            return DIM_BINOPS[type(node.op)](build(node.left), build(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -build(node.operand)
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in DIM_FUNCS and not node.keywords):
-            return DIM_FUNCS[node.func.id](*[build(a) for a in node.args])
-        raise ValueError(f"not allowed in a dimension expression: {ast.dump(node)[:60]} in "
-                         f"{text!r}")
-
-    try:
-        return build(tree.body)
-    except (TypeError, RecursionError, ZeroDivisionError) as e:
-        raise ValueError(f"bad dimension expression {text!r}: {e}") from None
+    return exprtext.dimension(text, types.symbol)
 
 
 def _kind(v) -> str:
