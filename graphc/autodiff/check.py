@@ -25,8 +25,21 @@ _STEP = {"float64": 1e-3, "float32": 3e-2, "float16": 1e-1}
 _TOL = {"float64": 1e-6, "float32": 3e-2, "float16": 2e-1}
 
 
+_MODE_NAMES = {"reverse": "reverse", "forward": "forward", "rev": "reverse", "fwd": "forward"}
+
+
+def _modes(modes) -> tuple[str, ...]:
+    """API.md's names, "reverse" and "forward" (the short "rev", "fwd" are read too)."""
+    given = (modes,) if isinstance(modes, str) else tuple(modes)
+    if not given or not all(isinstance(m, str) and m in _MODE_NAMES for m in given):
+        raise GraphError(f"check_grad: modes must name 'reverse' and/or 'forward', got "
+                         f"{modes!r}")
+    return tuple(_MODE_NAMES[m] for m in given)
+
+
 def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None = None,
-               tol: float | None = None, seed: int = 0, modes=("rev", "fwd")) -> float:
+               tol: float | None = None, seed: int = 0,
+               modes=("reverse", "forward")) -> float:
     """Largest relative error of derivatives of orders 1..`order`; raises above `tol`.
 
     Each order is checked by reverse mode (the ops' `bprop` rules) and forward mode (their
@@ -55,9 +68,7 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
         raise GraphError("check_grad: `at` must map input nodes to values")
     if not isinstance(order, int) or order < 1:
         raise GraphError(f"check_grad: order must be a positive int, got {order!r}")
-    modes = (modes,) if isinstance(modes, str) else tuple(modes)
-    if not modes or not set(modes) <= {"rev", "fwd"}:
-        raise GraphError(f"check_grad: modes must name 'rev' and/or 'fwd', got {modes!r}")
+    modes = _modes(modes)
     feed_nodes = list(at)
     for x in targets:
         if not any(x is n for n in feed_nodes):
@@ -85,9 +96,9 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
             directions = [rng.standard_normal(np.shape(at[x])).astype(x.dtype) for x in targets]
             u_nodes = [fed(x, u) for x, u in zip(targets, directions)]
             s_next = ops.add_n([ops.sum(gk * u) for gk, u in zip(grads, u_nodes)])
-            outs = {"rev": s_next}
-            if "fwd" in modes:
-                outs["fwd"] = jvp(s, targets, u_nodes)
+            outs = {"reverse": s_next}
+            if "forward" in modes:
+                outs["forward"] = jvp(s, targets, u_nodes)
             f = Function(feed_nodes + list(extra), [s, *outs.values()])
             base = [np.asarray(at[n]) for n in feed_nodes] + list(extra.values())
 
@@ -108,7 +119,7 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
                 err = abs(fd - analytic) / max(1.0, abs(fd), abs(analytic))
                 worst = max(worst, err)
                 if not err <= tol:  # NaN fails too
-                    how = "bprop (reverse" if mode == "rev" else "jvp (forward"
+                    how = "bprop (reverse" if mode == "reverse" else "jvp (forward"
                     raise GradCheckError(
                         f"check_grad: order-{m} derivative of {z.name!r} along a random "
                         f"direction is {analytic!r} by the graph's {how} mode) but {fd!r} by "

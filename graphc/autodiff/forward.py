@@ -17,7 +17,7 @@ integer node) has no entry, so no zero arrays are built or added.
 from __future__ import annotations
 
 from graphc import ops
-from graphc.autodiff import memo
+from graphc.autodiff import memo, rules
 from graphc.autodiff.reverse import _check_node, _float
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
@@ -54,14 +54,9 @@ def push_tangents(ys: list[Node], seeds: dict[Node, Node]) -> dict[Node, Node | 
             t = table.get(x)
             if t is None:
                 continue
-            c = N.op.jvp(N.inputs, N, t, i)
-            if c is None:
-                continue
-            if not types.shape_eq(c.shape, N.shape):
-                c = ops.broadcast_to(c, N.shape)  # e.g. x + b with only b's tangent
-            if c.dtype != N.dtype:
-                c = ops.cast(c, N.dtype)
-            contributions.append(c)
+            c = rules.jvp(N, t, i)  # N.op.jvp(N.inputs, N, t, i), checked, of N's shape
+            if c is not None:
+                contributions.append(c)
         table[N] = ops.add_n(contributions) if contributions else None
     return table
 

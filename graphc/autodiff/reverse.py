@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
-from graphc.autodiff import memo
+from graphc.autodiff import memo, rules
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
@@ -62,13 +62,9 @@ def build_grad(V: Node, consumers: dict, grad_table: dict) -> Node | None:
         D = grad_table.get(C)
         if D is None:
             continue
-        G_i = C.op.bprop(C.inputs, C, D, i)
-        if G_i is None:
-            continue
-        G_i = ops.sum_to(G_i, V.shape)
-        if G_i.dtype != V.dtype:
-            G_i = ops.cast(G_i, V.dtype)
-        contributions.append(G_i)
+        G_i = rules.bprop(C, D, i)  # op.bprop(C.inputs, C, D, i), checked, summed to V's shape
+        if G_i is not None:
+            contributions.append(G_i)
     G = ops.add_n(contributions) if contributions else None
     grad_table[V] = G
     return G

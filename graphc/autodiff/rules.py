@@ -1,0 +1,73 @@
+"""Calling an op's derivative rules, with their results checked where they are used.
+
+PyTensor validates every `L_op` result and autograd checks each VJP's vector space; here a
+`bprop` or `jvp` result must be a node of the consumer's graph (numbers and arrays are lifted),
+of a float dtype, and of a shape that fits: a cotangent must un-broadcast to its input's shape
+and a tangent must broadcast to its output's shape. A user op whose rule gets this wrong fails
+right here, with an error naming the op, the node, the input index and both shapes, instead of
+later in some `reshape` that names neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import ops
+from graphc.errors import GraphError, ShapeError
+from graphc.ir import types
+from graphc.ir.graph import Node
+
+
+def bprop(C: Node, D: Node, i: int) -> Node | None:
+    """C.op's cotangent for input i, summed down to that input's shape and cast to its dtype."""
+    V = C.inputs[i]
+    G_i = _checked(C, i, "bprop", C.op.bprop(C.inputs, C, D, i))
+    if G_i is None:
+        return None
+    try:
+        G_i = ops.sum_to(G_i, V.shape)
+    except ShapeError:
+        raise ShapeError(
+            f"{C.op.name}.bprop for input {i} of node {C.name!r} returned shape "
+            f"{types.fmt_shape(G_i.shape)}, which does not reduce to the input's shape "
+            f"{types.fmt_shape(V.shape)}") from None
+    return G_i if G_i.dtype == V.dtype else ops.cast(G_i, V.dtype)
+
+
+def jvp(N: Node, t: Node, i: int) -> Node | None:
+    """N.op's tangent of its output due to the tangent `t` of input i, of N's shape and dtype."""
+    c = _checked(N, i, "jvp", N.op.jvp(N.inputs, N, t, i))
+    if c is None:
+        return None
+    if not types.shape_eq(c.shape, N.shape):
+        try:
+            fits = types.shape_eq(types.broadcast_shapes(c.shape, N.shape), N.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(
+                f"{N.op.name}.jvp for input {i} of node {N.name!r} returned shape "
+                f"{types.fmt_shape(c.shape)}, which does not broadcast to the output's shape "
+                f"{types.fmt_shape(N.shape)}")
+        c = ops.broadcast_to(c, N.shape)  # e.g. x + b with only b's tangent
+    return c if c.dtype == N.dtype else ops.cast(c, N.dtype)
+
+
+def _checked(C: Node, i: int, rule: str, result) -> Node | None:
+    if result is None:
+        return None
+    where = f"{C.op.name}.{rule} for input {i} of node {C.name!r}"
+    if not isinstance(result, Node):
+        if isinstance(result, (int, float, np.ndarray, np.generic)) and not isinstance(
+                result, bool):
+            return C.graph.constant(np.asarray(result, dtype=C.dtype if types.is_float(
+                C.dtype) else np.float64))
+        raise GraphError(f"{where} returned {type(result).__name__}; a rule must return a "
+                         "graph node (built from ops, so it can be differentiated again) or None")
+    if result.graph is not C.graph:
+        raise GraphError(f"{where} returned node {result.name!r} of graph "
+                         f"{result.graph.name!r}, not of {C.graph.name!r}")
+    if not types.is_float(result.dtype):
+        raise GraphError(f"{where} returned a {result.dtype} node {result.name!r}; derivatives "
+                         "are floats")
+    return result
