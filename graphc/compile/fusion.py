@@ -14,15 +14,34 @@ regions runs from an older region to a newer one, so the fused program has a top
 order. A `scatter_add` over step-1 windows of a region's shape ends that region: the kernel adds
 each term into its zeroed output at an offset, so a gradient through `x[1:]` and `x[:-1]` is
 one pass that writes only the result. Without numba (or with GRAPHC_FUSION=0) nothing is fused.
+Every kernel line is one op on named scalars, and a kernel holds at most `MAX_GROUP_OPS` ops
+and a bounded number of inputs and outputs, so a region of any width compiles, in bounded time.
+
+Trust boundary of the kernel cache: graphc runs only source it generated itself. The kernels
+folder (`$GRAPHC_CACHE_DIR/kernels`) must be a directory owned by the current user and not
+writable by group or others; graphc creates it 0700, and a folder failing the check is not used
+(a private temporary folder serves the process instead, with a warning). A module file is never
+trusted: graphc executes the source text it generated (the file name is that text's hash) and
+rewrites the file atomically when its content differs. numba's own cache files beside it
+(`__pycache__/*.nbi`, `*.nbc`) are pickles that numba loads unchecked: they are as trusted as
+the folder, hence the ownership and mode checks. Kernels are held weakly: a kernel, its module
+and its `sys.modules` entry go when the last compiled function using it goes.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
-import importlib.util
 import os
+import shutil
+import stat
 import sys
+import tempfile
 import threading
+import types as pytypes
+import warnings
+import weakref
 from dataclasses import dataclass, field
 
 from graphc.compile.schedule import Schedule
@@ -31,6 +50,17 @@ from graphc.ir.graph import Node
 from graphc.ir.op import OPS
 
 FUSE_MIN_SIZE = 4096
+# Every kernel line is one op on named scalars, and an add_n adds at most ADD_CHAIN terms a
+# line, so no expression nests deeper than a constant whatever the region's width (Python's
+# parser and compiler recurse on nesting and on long operator chains).
+ADD_CHAIN = 32
+# What a kernel may hold. numba's compile time grows with a kernel's ops (4 s for 1,000, 17 s
+# for 3,700), its arguments (1,000 scalars add 15 s) and above all its outputs (300 add 30 s).
+# A region is cut after MAX_GROUP_OPS ops; a cut region whose pieces would read or write more
+# values than the limits below stays on NumPy, which runs any width at once.
+MAX_GROUP_OPS = 4096
+MAX_KERNEL_INPUTS = 512
+MAX_KERNEL_OUTPUTS = 32
 
 # One scalar formula per op; `{0}`, `{1}` are operand variables. NumPy semantics: NaN and Inf
 # propagate as in the ufuncs (error_model="numpy": x/0 is inf, not an exception).
@@ -50,7 +80,11 @@ SCALAR = {
 
 _numba = None
 _LOCK = threading.Lock()
-_KERNELS: dict[str, object] = {}
+_LOCK_FOLDER = threading.Lock()
+# digest -> numba dispatcher, held weakly: the compiled functions (their groups) own kernels
+_KERNELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_FALLBACK: list[str] = []  # this process's private temporary kernel folder, once made
+_REFUSED: set[str] = set()  # cache folders already warned about
 
 
 def allowed() -> bool:
@@ -119,6 +153,7 @@ def find_groups(schedule: Schedule) -> list[Group]:
             chosen = None
             for gid in [*near, *far]:
                 if (gid is None or members[gid][0].shape != n.shape
+                        or len(members[gid]) >= MAX_GROUP_OPS
                         or any(y in sinks and group_of[y] == gid for y in n.inputs)):
                     continue
                 if all(_may_join(gid, y, group_of, reach) for y in n.inputs):
@@ -152,6 +187,8 @@ def find_groups(schedule: Schedule) -> list[Group]:
             # siblings only: every member is written out, so the kernel saves no temporary,
             # and each of its outputs is a fresh allocation NumPy would make anyway
             continue
+        if len(g.inputs) > MAX_KERNEL_INPUTS or len(g.outputs) > MAX_KERNEL_OUTPUTS:
+            continue  # too costly to compile; leaving a group out keeps the others ordered
         g.source = kernel_source(g)
         g.kernel = kernel(g.source)
         groups.append(g)
@@ -201,6 +238,7 @@ def _sink_group(n: Node, group_of: dict, members: list, reach: dict) -> int | No
             return None
     for gid in dict.fromkeys(group_of.get(t) for t in terms):
         if (gid is not None and members[gid][0].shape == shape
+                and len(members[gid]) < MAX_GROUP_OPS
                 and all(_may_join(gid, t, group_of, reach) for t in terms)):
             return gid
     return None
@@ -246,7 +284,8 @@ def kernel_source(g: Group) -> str:
     for o, v in out_var.items():
         scatter = o.op.name == "scatter_add"
         make = "zeros" if scatter and not registers else "empty"
-        lines.append(f"    {v} = np.{make}({tuple(o.shape)!r}, np.{o.dtype.name})")
+        lines.append(f"    {v} = np.{make}({tuple(int(d) for d in o.shape)!r}, "
+                     f"np.{o.dtype.name})")
         if scatter and registers:
             span[o] = max(window(index, o.shape, shape)[0] for index in o.op.indices)
             lines += [f"    {v}_r{d} = np.{o.dtype.name}(0.0)" for d in range(span[o] + 1)]
@@ -276,8 +315,13 @@ def kernel_source(g: Group) -> str:
                 lines.append(f"{pad}{v}_r{span[n]} = np.{n.dtype.name}(0.0)")
             continue
         var[n] = f"t{k}"
-        form = SCALAR[n.op.name] or " + ".join(f"{{{j}}}" for j in range(len(n.inputs)))
-        lines.append(f"{pad}t{k} = " + form.format(*(var[x] for x in n.inputs))
+        operands = [var[x] for x in n.inputs]
+        if SCALAR[n.op.name] is None:  # add_n: ((a + b) + c) + ..., a bounded chain a line
+            chunks = [operands[j:j + ADD_CHAIN] for j in range(0, len(operands), ADD_CHAIN)]
+            lines.append(f"{pad}t{k} = " + " + ".join(chunks[0]) + f"  # {n.op.name}")
+            lines += [f"{pad}t{k} = t{k} + " + " + ".join(c) for c in chunks[1:]]
+            continue
+        lines.append(f"{pad}t{k} = " + SCALAR[n.op.name].format(*operands)
                      + f"  # {n.op.name}")
     for o, v in out_var.items():
         if o.op.name != "scatter_add":
@@ -292,32 +336,111 @@ def kernel_source(g: Group) -> str:
 
 
 def cache_dir() -> str:
+    """The cache root ($GRAPHC_CACHE_DIR, default ~/.cache/graphc); kernels live in `kernels/`."""
     return os.environ.get("GRAPHC_CACHE_DIR",
                           os.path.join(os.path.expanduser("~"), ".cache", "graphc"))
 
 
+def kernel_folder() -> str:
+    """The folder kernel modules are written to: `cache_dir()/kernels` when it is private (made
+    0700 if missing), else a private temporary folder for this process, with a warning."""
+    wanted = os.path.join(cache_dir(), "kernels")
+    problem = _make_private(wanted)
+    if problem is None:
+        return wanted
+    with _LOCK_FOLDER:
+        if not _FALLBACK:
+            _FALLBACK.append(tempfile.mkdtemp(prefix="graphc-kernels-"))  # 0700, ours
+            atexit.register(shutil.rmtree, _FALLBACK[0], True)
+        if wanted not in _REFUSED:
+            _REFUSED.add(wanted)
+            warnings.warn(f"graphc: not using the kernel cache folder {wanted!r}: {problem}; "
+                          f"fused kernels compile into {_FALLBACK[0]!r} for this process "
+                          "instead (`chmod 700` a folder you own, or set GRAPHC_CACHE_DIR)",
+                          RuntimeWarning, stacklevel=2)
+    return _FALLBACK[0]
+
+
+def _make_private(folder: str) -> str | None:
+    """Create `folder` 0700 if missing; None when it is private, else what is wrong with it."""
+    try:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(folder)
+        parent = os.stat(os.path.dirname(folder))
+    except OSError as e:
+        return f"it cannot be created ({e.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory (or is a symbolic link)"
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    if uid is not None and st.st_uid != uid:
+        return f"it is owned by uid {st.st_uid}, not by the current user ({uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"group or others may write to it (mode {stat.S_IMODE(st.st_mode):o})"
+    if parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not parent.st_mode & stat.S_ISVTX:
+        return "others may rename it: its parent is group or world writable and not sticky"
+    return None
+
+
 def kernel(source: str):
-    """The numba dispatcher for a kernel's source, from a module file numba can cache."""
+    """The numba dispatcher for a kernel's source, from a module file numba can cache.
+
+    The module runs `source` itself, never what the file holds; the file (named by the
+    source's hash) is rewritten when it differs, so numba's cache, keyed by the file's stamp,
+    only ever describes this source. The dispatcher is held weakly; when it goes, its module
+    leaves `sys.modules` (numba needs the entry only to load a cached overload).
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:24]
     with _LOCK:
         k = _KERNELS.get(digest)
         if k is not None:
             return k
-        folder = os.path.join(cache_dir(), "kernels")
-        os.makedirs(folder, exist_ok=True)
+        folder = kernel_folder()
         path = os.path.join(folder, f"k_{digest}.py")
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "w") as fh:
-                fh.write(source)
-            os.replace(tmp, path)
+        if _read(path) != source:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".k_{digest}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(source)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         name = f"graphc_kernel_{digest}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # numba's cache finds the module again by name
-        spec.loader.exec_module(module)
-        _KERNELS[digest] = module.kernel
-        return module.kernel
+        module = pytypes.ModuleType(name)
+        module.__file__ = path
+        sys.modules[name] = module  # numba's cache imports the module by name to load
+        try:
+            exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - our own source
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        k = module.__dict__.pop("kernel")  # the module must not keep its kernel alive
+        weakref.finalize(k, _forget, name, module)
+        _KERNELS[digest] = k
+        return k
+
+
+def _read(path: str) -> str | None:
+    """A regular file's text (a link, a folder or a pipe reads as None)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "r", encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _forget(name: str, module) -> None:
+    if sys.modules.get(name) is module:
+        del sys.modules[name]
 
 
 def describe(groups: list[Group]) -> str:
@@ -326,5 +449,6 @@ def describe(groups: list[Group]) -> str:
                      + " ".join(n.op.name for n in g.nodes) for g in groups)
 
 
-__all__ = ["FUSE_MIN_SIZE", "Group", "allowed", "enabled", "find_groups", "fusible",
-           "kernel_source"]
+__all__ = ["ADD_CHAIN", "FUSE_MIN_SIZE", "Group", "MAX_GROUP_OPS", "MAX_KERNEL_INPUTS",
+           "MAX_KERNEL_OUTPUTS", "allowed", "enabled", "find_groups", "fusible", "kernel",
+           "kernel_folder", "kernel_source"]

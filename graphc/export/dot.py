@@ -33,6 +33,7 @@ STYLE = {  # role -> (node fill, node border, edge colour, cluster fill, cluster
 }
 INPUT_FILL, CONST_FILL, CONST_BORDER = "#ffffff", "#f1f1f1", "#8c8c8c"
 HIGHLIGHT = "#d62728"
+MAX_PAD = 16  # nested clusters indented, and named by their path, up to this depth
 
 
 class GraphvizError(GraphcError, RuntimeError):
@@ -91,7 +92,7 @@ def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = Fa
         for part in path:
             branch = branch.setdefault(part, {})
         branch.setdefault(None, []).append(n)
-    _emit_tree(lines, tree, (), clustered, folded, marked, outputs, group_scopes, "  ")
+    _emit_tree(lines, tree, clustered, folded, marked, outputs, group_scopes, "  ")
 
     for n in nodes:
         if n not in drawn:
@@ -212,24 +213,40 @@ def _node_set(what: str, nodes, graph: Graph) -> set[Node]:
     return set(items)
 
 
-def _emit_tree(lines, tree, path, clustered, folded, marked, outputs, scoped, pad):
-    for n in tree.get(None, []):
-        lines.append(f"{pad}n{n.index} {_node_attrs(n, folded, marked, outputs, scoped)};")
-    for key, sub in tree.items():
-        if key is None:
+def _emit_tree(lines, tree, clustered, folded, marked, outputs, scoped, pad):
+    """The nodes and nested clusters of a scope tree, with an explicit stack (scopes may nest
+    thousands deep). A cluster's id spells its path while that is short (`cluster_6layer1`),
+    then a number; indentation stops growing at `MAX_PAD` levels, so the text stays linear."""
+    stack: list = [(tree, (), 0)]  # (subtree to open, its path, its cluster depth) or a "}"
+    count = 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            lines.append(item)
             continue
-        sub_path = (*path, key)
-        cid = "cluster_" + "_".join(f"{len(p)}{p}" for p in sub_path)
-        lines.append(f"{pad}subgraph {_q(cid)} {{")
-        if clustered and not path:  # a role cluster
-            fill, border, _, bg, label = STYLE.get(key, STYLE["forward"])
-            lines.append(f"{pad}  label={_q(label)}; style=\"rounded,filled\"; "
-                         f"fillcolor={_q(bg)}; color={_q(border)}; fontcolor={_q(border)};")
-        else:  # a scope cluster
-            lines.append(f"{pad}  label={_q(key)}; style=\"rounded,dashed\"; color=\"#7f7f7f\"; "
-                         "fontcolor=\"#555555\";")
-        _emit_tree(lines, sub, sub_path, clustered, folded, marked, outputs, scoped, pad + "  ")
-        lines.append(f"{pad}}}")
+        branch, path, depth = item
+        ind = pad + "  " * min(depth, MAX_PAD)
+        for n in branch.get(None, []):
+            lines.append(f"{ind}n{n.index} {_node_attrs(n, folded, marked, outputs, scoped)};")
+        subs = [(key, sub) for key, sub in branch.items() if key is not None]
+        for key, sub in reversed(subs):
+            sub_path = (*path, key)
+            count += 1
+            cid = ("cluster_" + "_".join(f"{len(p)}{p}" for p in sub_path)
+                   if len(sub_path) <= MAX_PAD else f"cluster__{count}")
+            head = [f"{ind}subgraph {_q(cid)} {{"]
+            if clustered and not path:  # a role cluster
+                _, border, _, bg, label = STYLE.get(key, STYLE["forward"])
+                head.append(f"{ind}  label={_q(label)}; style=\"rounded,filled\"; "
+                            f"fillcolor={_q(bg)}; color={_q(border)}; fontcolor={_q(border)};")
+            else:  # a scope cluster
+                head.append(f"{ind}  label={_q(key)}; style=\"rounded,dashed\"; "
+                            "color=\"#7f7f7f\"; fontcolor=\"#555555\";")
+            # pushed in reverse: the head, then the subtree, then its closing brace
+            stack.append(f"{ind}}}")
+            stack.append((sub, sub_path, depth + 1))
+            stack.extend(reversed(head))
+    return lines
 
 
 def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:

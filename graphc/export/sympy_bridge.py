@@ -7,6 +7,12 @@ again; `cse=True` names those shared nodes directly). Ops that only move, sum or
 entries (reshape, getitem, sum, matmul, ...) run their own NumPy forward on the object arrays;
 the others have one rule each in `RULES`.
 
+sympy simplifies as it builds (`sin(x)` asks whether `x` is a multiple of pi), which recurses
+through the expression: where that recursion runs past Python's limit (a chain a few hundred
+`sin` deep), the node and every node after it are built unevaluated instead, so the result has
+the graph's structure. sympy itself still recurses when it prints or substitutes into such an
+expression; walk its `.args` with an explicit stack.
+
 `from_sympy` goes the other way, one graphc op per sympy function (`CONVERTERS`), building each
 distinct subexpression once, in one transaction: an unsupported function raises `GraphError`
 and leaves the graph as it was. Matrix expressions (`MatrixSymbol`, products, transposes) map
@@ -67,12 +73,21 @@ def to_sympy(nodes, symbols: dict | None = None, cse: bool = False):
     shared = _shared(order, outs) if cse else set()
     values: dict[Node, np.ndarray] = {}
     replacements: list = []
+    held: set[Node] = set()  # built unevaluated, and so is every node reading one
     for n in order:
         _check_static(n)
         if n.op.name == "input":
             v = symbols[n] if n in symbols else _input_symbols(n)
+        elif any(x in held for x in n.inputs):
+            v = _held(n, [values[x] for x in n.inputs])
+            held.add(n)
         else:
-            v = _evaluate(n, [values[x] for x in n.inputs])
+            args = [values[x] for x in n.inputs]
+            try:
+                v = _evaluate(n, args)
+            except RecursionError:  # sympy's automatic simplification recursed too deep
+                v = _held(n, args)
+                held.add(n)
         if n in shared:
             entries = _input_symbols(n, real=False)
             for s, e in zip(entries.flat, v.flat):
@@ -82,6 +97,13 @@ def to_sympy(nodes, symbols: dict | None = None, cse: bool = False):
     exprs = [_to_result(values[n]) for n in outs]
     result = exprs[0] if single else exprs
     return (replacements, result) if cse else result
+
+
+def _held(n: Node, args: list[np.ndarray]) -> np.ndarray:
+    """A node's value built with sympy's evaluation off: its args stay as they are, so a
+    5,000-deep chain builds (sympy's own algorithms recurse on it: printing, `subs`)."""
+    with sympy.evaluate(False):
+        return _evaluate(n, args)
 
 
 def _check_symbols_arg(symbols, graph: Graph) -> dict:

@@ -2,18 +2,23 @@
 
 Each line is `#id name: op shape`; a node with inputs that was already printed is referenced
 by its id (`#7 ... see above`) instead of being printed again, so shared subtrees (the forward
-values that the gradient reuses) appear once. The walk uses an explicit stack, so a graph of
-any depth prints.
+values that the gradient reuses) appear once. Indentation stops at `MAX_INDENT` levels: a node
+deeper than that is referenced (`#7 ... continued below`) and printed later as a tree of its
+own at the left margin, so every line is short and the text grows linearly with the number of
+nodes, whatever the depth. The walk uses explicit stacks, so a graph of any depth prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 
 from graphc.errors import GraphError
 from graphc.ir import types
 from graphc.ir.graph import Graph, Node, node_list
 from graphc.ir.op import _fmt_param
+
+MAX_INDENT = 32  # tree levels drawn before a subtree moves to the left margin
 
 
 def debugprint(node_or_list, max_depth: int | None = None) -> str:
@@ -36,24 +41,40 @@ def debugprint(node_or_list, max_depth: int | None = None) -> str:
         raise GraphError(f"debugprint: max_depth must be an int >= 0 or None, got {max_depth!r}")
     lines: list[str] = []
     printed: set[Node] = set()
-    # (node, prefix for its own line, prefix for its children, depth)
-    stack = [(n, "", "", 0) for n in reversed(roots)]
-    while stack:
-        n, lead, child_pad, depth = stack.pop()
-        if n in printed and n.inputs:
-            lines.append(f"{lead}#{n.index} {n.name} ··· see above")
+    moved: set[Node] = set()  # referenced at the indentation limit, printed as a later tree
+    # one tree per root, then one per subtree moved to the margin: (node, depth, moved here)
+    trees = deque((n, 0, False) for n in roots)
+    while trees:
+        top, top_depth, was_moved = trees.popleft()
+        if was_moved and top in printed:
             continue
-        printed.add(n)
-        lines.append(lead + describe(n))
-        if not n.inputs:
-            continue
-        if max_depth is not None and depth >= max_depth:
-            lines.append(f"{child_pad}└─ ··· {len(n.inputs)} input(s) below depth {max_depth}")
-            continue
-        last = len(n.inputs) - 1
-        for k in range(last, -1, -1):
-            branch, pad = ("└─ ", "   ") if k == last else ("├─ ", "│  ")
-            stack.append((n.inputs[k], child_pad + branch, child_pad + pad, depth + 1))
+        # (node, prefix for its own line, prefix for its children, depth, indentation level)
+        stack = [(top, "", "", top_depth, 0)]
+        while stack:
+            n, lead, child_pad, depth, level = stack.pop()
+            if n.inputs and n in printed:
+                lines.append(f"{lead}#{n.index} {n.name} ··· see above")
+                continue
+            if n.inputs and level and (n in moved or level >= MAX_INDENT):
+                lines.append(f"{lead}#{n.index} {n.name} ··· "
+                             + ("see below" if n in moved else "continued below"))
+                if n not in moved:
+                    moved.add(n)
+                    trees.append((n, depth, True))
+                continue
+            printed.add(n)
+            lines.append(lead + describe(n))
+            if not n.inputs:
+                continue
+            if max_depth is not None and depth >= max_depth:
+                lines.append(f"{child_pad}└─ ··· {len(n.inputs)} input(s) below depth "
+                             f"{max_depth}")
+                continue
+            last = len(n.inputs) - 1
+            for k in range(last, -1, -1):
+                branch, pad = ("└─ ", "   ") if k == last else ("├─ ", "│  ")
+                stack.append((n.inputs[k], child_pad + branch, child_pad + pad, depth + 1,
+                              level + 1))
     return "\n".join(lines)
 
 

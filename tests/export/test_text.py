@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import graphc as gc
+from graphc.ir import walk
 
 
 def test_tree_exact_for_a_small_graph():
@@ -63,8 +64,52 @@ def test_deep_graph_prints_without_recursion():
     for _ in range(3000):
         y = gc.sin(y)
     lines = gc.debugprint(y).splitlines()
-    assert len(lines) == 3001
-    assert lines[-1].endswith("#0 x: input ()")
+    full = [ln for ln in lines if "···" not in ln]  # the others refer to a node printed later
+    assert len(full) == 3001
+    assert full[-1].endswith("#0 x: input ()")
+
+
+def shown_in_full(text: str) -> set[int]:
+    return {int(m.group(1)) for m in re.finditer(r"#(\d+) [^ ]+: ", text)}
+
+
+def test_a_long_chain_prints_in_linear_size():
+    # each line used to be indented by its depth: a 4,000-chain printed 24 MB
+    g = gc.Graph()
+    y = x = g.input("x")
+    for _ in range(4000):
+        y = gc.sin(y)
+    text = gc.debugprint(y)
+    assert shown_in_full(text) == {n.index for n in g.nodes}
+    assert len(text.encode()) < 200 * len(g.nodes)
+    assert max(len(ln) for ln in text.splitlines()) < 3 * 33 + 40
+    assert text.count(" ··· continued below") == text.count("\n#") > 100
+    assert text.splitlines()[-1].endswith(f"└─ #{x.index} x: input ()")  # a leaf stays inline
+
+
+def test_a_diamond_ladder_prints_in_linear_size():
+    # y_{k+1} = sin(y_k) * cos(y_k): every rung shares y_k, 2^k paths from the top
+    g = gc.Graph()
+    y = g.input("x", shape=(2,))
+    for _ in range(2000):
+        y = gc.sin(y) * gc.cos(y)
+    roots = [y, gc.grad(gc.sum(y), g.nodes[0])]
+    text = gc.debugprint(roots)
+    assert shown_in_full(text) == {n.index for n in walk.ancestors(roots)}
+    assert len(text.encode()) < 200 * len(g.nodes)
+    inner = [m.group(1) for m in re.finditer(r"^[│├└─ ]*#(\d+) [^ ]+: (?!input|constant)",
+                                             text, re.M)]
+    assert len(inner) == len(set(inner))  # each node with inputs in full exactly once
+
+
+def test_moved_subtrees_keep_their_depth_for_max_depth():
+    g = gc.Graph()
+    y = g.input("x")
+    for _ in range(100):
+        y = gc.exp(y)
+    text = gc.debugprint(y, max_depth=50)
+    assert shown_in_full(text) == {n.index for n in g.nodes[-51:]}
+    assert text.splitlines()[-1].endswith("1 input(s) below depth 50")
 
 
 def test_repr_is_short_and_useful():
