@@ -19,6 +19,7 @@ import itertools
 import keyword
 import linecache
 import re
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -292,6 +293,8 @@ def generate(schedule: Schedule, name: str = "f", inplace: bool = True,
         from graphc.compile.function import _check_finite
         env[check] = _check_finite
     exec(compile(source, filename, "exec"), env)  # noqa: S102 - our own generated source
+    # tracebacks show the source while the function lives; the entry goes with it
+    weakref.finalize(env[fn_name], linecache.cache.pop, filename, None)
     return Program(source, env[fn_name], filename, line_nodes, checked)
 
 

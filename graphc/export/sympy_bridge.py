@@ -165,15 +165,15 @@ def _object_array(value) -> np.ndarray:
         shape = tuple(value.shape)
         flat = _entries(value)
         out = np.empty(len(flat), dtype=object)
-        out[:] = [sympy.sympify(v) for v in flat]
+        out[:] = [_sympify(v) for v in flat]
         return out.reshape(shape)
     if isinstance(value, np.ndarray):
         out = np.empty(value.shape, dtype=object)
         for idx in np.ndindex(*value.shape):
-            out[idx] = sympy.sympify(value[idx])
+            out[idx] = _sympify(value[idx])
         return out
     out = np.empty((), dtype=object)
-    out[()] = sympy.sympify(value)
+    out[()] = _sympify(value)
     return out
 
 
@@ -183,7 +183,13 @@ def _entries(arr) -> list:
 
 
 def _sympify(v):
-    return v if isinstance(v, sympy.Basic) else sympy.sympify(v)
+    """A sympy object for a number or a sympy object; text is refused, never parsed."""
+    if isinstance(v, sympy.Basic):
+        return v
+    if isinstance(v, (str, bytes)) or not isinstance(v, (int, float, np.number, np.bool_)):
+        raise GraphError(f"expected a number or a sympy expression, got {type(v).__name__} "
+                         f"{v!r:.60}")
+    return sympy.sympify(v)
 
 
 def _to_result(arr: np.ndarray):
@@ -564,7 +570,7 @@ class _Builder:
 
     def _array(self, e) -> Node:
         shape = tuple(e.shape)
-        entries = [self._convert(sympy.sympify(v)) for v in _entries(e)]
+        entries = [self._convert(_sympify(v)) for v in _entries(e)]
         if not entries:
             raise GraphError(f"from_sympy: the array of shape {shape} is empty")
         for v in entries:

@@ -349,3 +349,22 @@ def test_the_per_size_cache_is_shared_by_threads():
         t.join()
     assert not errors
     assert len(f._resolved) <= function_module.RESOLVED_SIZE
+
+
+def test_generated_source_is_dropped_from_linecache_with_its_function():
+    import gc as collector
+    import linecache
+
+    before = sum(1 for k in linecache.cache if str(k).startswith("<graphc-generated-"))
+    for k in range(30):
+        g = gc.Graph(f"lc{k}")
+        x = g.input("x", shape=(k + 1,))
+        f = gc.function([x], gc.sum(gc.exp(x)))
+        assert f(np.zeros(k + 1)) == k + 1
+        g.cache.clear()
+        del f, g, x
+    import sys
+    sys.modules["graphc.compile.function"]._CACHE.clear()  # compiled programs kept for reuse
+    collector.collect()
+    after = sum(1 for k in linecache.cache if str(k).startswith("<graphc-generated-"))
+    assert after <= before + 1
