@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 from graphc.autodiff import memo
-from graphc.autodiff.reverse import _check_node, _float
+from graphc.autodiff.arguments import check_float, check_node
 from graphc.autodiff.second_order import MODES, hvp_and_grad
 from graphc.compile.function import Function
 from graphc.errors import GraphError, InputError, ShapeError
@@ -36,11 +36,11 @@ class _Program:
     def __init__(self, fn: str, loss, wrt, at, mode: str):
         if mode not in MODES:
             raise GraphError(f"{fn}: mode must be one of {MODES}, got {mode!r}")
-        _check_node(fn, "loss", loss)
+        check_node(fn, "loss", loss)
         if loss.shape != ():
             raise ShapeError(f"{fn}: loss must be a scalar, got node {loss.name!r} of shape "
                              f"{types.fmt_shape(loss.shape)}")
-        _float(loss, fn, "loss")
+        check_float(loss, fn, "loss")
         g = loss.graph
         xs = [wrt] if isinstance(wrt, Node) else list(wrt) if isinstance(
             wrt, (list, tuple)) else None
@@ -53,13 +53,13 @@ class _Program:
         feed: dict[Node, np.ndarray] = {}
         for key, value in at.items():
             node = g[key] if isinstance(key, str) else key
-            _check_node(fn, "a key of `at`", node, g)
+            check_node(fn, "a key of `at`", node, g)
             if not isinstance(node.op, Input):
                 raise GraphError(f"{fn}: `at` key {node.name!r} is not an input node")
             feed[node] = value
         for k, x in enumerate(xs):
-            _check_node(fn, f"wrt[{k}]", x, g)
-            _float(x, fn, f"wrt node {x.name!r}")
+            check_node(fn, f"wrt[{k}]", x, g)
+            check_float(x, fn, f"wrt node {x.name!r}")
             if not isinstance(x.op, Input):
                 raise GraphError(f"{fn}: wrt node {x.name!r} must be an input node (a "
                                  f"parameter fed by value), got a {x.op.name} node")
@@ -83,7 +83,7 @@ class _Program:
         built = memo.lookup(g, "krylov", loss, xs, mode)
         with g.transaction(), g.role("grad"):
             if built is None:
-                vs = [g.input(g._unique(f"v({x.name})"), x.shape, x.dtype) for x in xs]
+                vs = [g.input(g.fresh_name(f"v({x.name})"), x.shape, x.dtype) for x in xs]
                 gs, hv, mode_used = hvp_and_grad(loss, xs, vs, mode)
                 boundary, hv = _split_at_point(hv, vs)
                 built = (vs, gs, hv, boundary, mode_used)
@@ -215,7 +215,7 @@ def _split_at_point(hv: list[Node], vs: list[Node]) -> tuple[dict[Node, Node], l
         if n in varying or isinstance(n.op, Constant):
             continue
         if n in outputs or any(c in varying for c, _ in users[n]):
-            holder = g.input(g._unique(f"point({n.name})"), n.shape, n.dtype)
+            holder = g.input(g.fresh_name(f"point({n.name})"), n.shape, n.dtype)
             table[n] = holder
             boundary[holder] = n
     for n in needed:

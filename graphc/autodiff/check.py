@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
-from graphc.autodiff import memo
 from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad
-from graphc.compile.function import Function
+from graphc.compile import Function
 from graphc.errors import GradCheckError, GraphError
 from graphc.ir import types
 from graphc.ir.graph import Graph, Node
@@ -82,11 +81,11 @@ def check_grad(z, wrt, at: dict | None = None, order: int = 1, eps: float | None
     extra: dict[Node, np.ndarray] = {}  # directions, fed as inputs of the wrt nodes' shapes
 
     def fed(like: Node, value: np.ndarray) -> Node:
-        node = g.input(g._unique("check_grad_direction"), shape=like.shape, dtype=like.dtype)
+        node = g.input(g.fresh_name("check_grad_direction"), shape=like.shape, dtype=like.dtype)
         extra[node] = value
         return node
 
-    with memo.kept(g), g.scratch():
+    with g.scratch():
         s = z
         if z.shape != ():
             r = rng.standard_normal(_concrete(z, at)).astype(z.dtype)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from graphc import ops
 from graphc.autodiff import memo, rules
-from graphc.autodiff.reverse import _check_node, _float
+from graphc.autodiff.arguments import as_list, check_float, check_node
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Node
@@ -77,12 +77,12 @@ def jvp(y, wrt, v, disconnected: str = "zero"):
     if disconnected not in ("zero", "raise"):
         raise GraphError(f"jvp: disconnected must be 'zero' or 'raise', got {disconnected!r}")
     single_y = isinstance(y, Node)
-    ys = _as_list("jvp", "y", y)
+    ys = as_list("jvp", "y", y)
     for k, n in enumerate(ys):
-        _check_node("jvp", "y" if single_y else f"y[{k}]", n)
-        _check_node("jvp", "y" if single_y else f"y[{k}]", n, ys[0].graph)
-    xs = _as_list("jvp", "wrt", wrt)
-    vs = _as_list("jvp", "v", v, like=wrt)
+        check_node("jvp", "y" if single_y else f"y[{k}]", n)
+        check_node("jvp", "y" if single_y else f"y[{k}]", n, ys[0].graph)
+    xs = as_list("jvp", "wrt", wrt)
+    vs = as_list("jvp", "v", v, like=wrt)
     if len(xs) != len(vs):
         raise GraphError(f"jvp: got {len(xs)} wrt nodes but {len(vs)} tangents v")
     g = ys[0].graph
@@ -102,10 +102,10 @@ def _jvp(g, ys: list[Node], xs: list[Node], vs: list, disconnected: str) -> list
     with g.transaction(), g.role("grad"):
         seeds = {}
         for k, (x, t) in enumerate(zip(xs, vs)):
-            _check_node("jvp", f"wrt[{k}]" if len(xs) > 1 else "wrt", x, g)
-            _float(x, "jvp", f"wrt node {x.name!r}")
+            check_node("jvp", f"wrt[{k}]" if len(xs) > 1 else "wrt", x, g)
+            check_float(x, "jvp", f"wrt node {x.name!r}")
             t = lift(t, g, x)
-            _check_node("jvp", f"v[{k}]", t, g)
+            check_node("jvp", f"v[{k}]", t, g)
             if not types.shape_eq(t.shape, x.shape):
                 raise ShapeError(f"jvp: v for {x.name!r} must have its shape "
                                  f"{types.fmt_shape(x.shape)}, got {types.fmt_shape(t.shape)}")
@@ -118,7 +118,7 @@ def _jvp(g, ys: list[Node], xs: list[Node], vs: list, disconnected: str) -> list
         table = push_tangents(ys, seeds)
         out = []
         for n in ys:
-            _float(n, "jvp", f"y node {n.name!r}")
+            check_float(n, "jvp", f"y node {n.name!r}")
             t = table.get(n)
             if t is None:
                 if disconnected == "raise":
@@ -140,20 +140,3 @@ def _name_tangents(table: dict, seeds: dict, mark: int) -> None:
         if T is not None and T.index >= mark and T not in named and N not in seeds:
             N.graph.rename(T, f"tangent({N.name})")
             named.add(T)
-
-
-def _as_list(fn: str, what: str, value, like=None) -> list:
-    """A node (or a value, for tangents) as a one-item list; lists and tuples as lists."""
-    if like is not None:
-        if isinstance(like, Node):
-            return [value]
-        if not isinstance(value, (list, tuple)):
-            raise GraphError(f"{fn}: wrt is a list, so {what} must be a list of the same "
-                             f"length, got {type(value).__name__}")
-        return list(value)
-    if isinstance(value, Node):
-        return [value]
-    if isinstance(value, (list, tuple)) and value:
-        return list(value)
-    raise GraphError(f"{fn}: {what} must be a node or a non-empty list of nodes, got "
-                     f"{type(value).__name__}")

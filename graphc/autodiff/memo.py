@@ -3,14 +3,14 @@
 A graph is append-only and a node never changes, so the nodes `grad(z, x)` built stay its
 answer for as long as they are in the graph. Entries live in `Graph.cache` under keys whose
 first item is `TAG` (compiled functions use other keys) and that name nodes by their index, so
-no key comparison ever calls a node's overloaded `==`. `Graph._truncate` (a failed transaction,
-the end of a scratch block) clears that cache; on top of that, every entry keeps its nodes and
-is ignored unless each is still the node at its index.
+no key comparison ever calls a node's overloaded `==`. Each entry is tied to the nodes of its
+key and the nodes it holds, so a rollback (a failed transaction, the end of a scratch block)
+drops exactly the entries that refer to a removed node and keeps the others; on top of that,
+a lookup ignores an entry unless each of its nodes is still in the graph (a key node of
+another graph can share an index with one of this graph's).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 from graphc.ir.graph import Graph, Node
 
@@ -24,32 +24,19 @@ def lookup(g: Graph, kind: str, *parts):
     if hit is None:
         return None
     made, value = hit
-    if not all(_alive(g, n) for n in nodes):
+    if not all(n in g for n in nodes):
         return None  # nodes of another graph, or removed ones, that share indices with the key's
-    if not all(_alive(g, n) for n in made):
-        g.cache.pop(key, None)
+    if not all(n in g for n in made):
+        g.cache.pop(key)
         return None
     return value
 
 
-@contextlib.contextmanager
-def kept(g: Graph):
-    """Keep the entries whose nodes survive a block (a `scratch`) that clears `g.cache`."""
-    snapshot = g.cache.copy()  # one C-level copy: safe while another thread fills the cache
-    saved = {k: v for k, v in snapshot.items()
-             if type(k) is tuple and k and type(k[0]) is str and k[0] == TAG}
-    try:
-        yield g
-    finally:
-        for k, (made, value) in saved.items():
-            if k not in g.cache and all(_alive(g, n) for n in made):
-                g.cache[k] = (made, value)
-
-
 def remember(g: Graph, kind: str, *parts, value):
     """Store `value` (nodes, or lists, tuples and dicts of them) for (kind, parts); returns it."""
-    key, _ = _key(kind, parts)
-    g.cache[key] = (tuple(_nodes_in(value)), value)
+    key, nodes = _key(kind, parts)
+    made = tuple(_nodes_in(value))
+    g.cache.put(key, (made, value), [*nodes, *made])
     return value
 
 
@@ -65,10 +52,6 @@ def _key(kind: str, parts: tuple) -> tuple[tuple, list[Node]]:
         return p
 
     return (TAG, kind, *(ident(p) for p in parts)), nodes
-
-
-def _alive(g: Graph, n: Node) -> bool:
-    return n.graph is g and n.index < len(g.nodes) and g.nodes[n.index] is n
 
 
 def _nodes_in(value):

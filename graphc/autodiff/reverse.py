@@ -33,6 +33,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.autodiff import memo, rules
+from graphc.autodiff.arguments import check_float, check_node, check_scalar
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
@@ -102,7 +103,7 @@ def grad(z, wrt, disconnected: str = "zero"):
         >>> gx.eval({x: np.array([1.0, 2.0])})
         array([2., 4.])
     """
-    _check_scalar("grad", z, "reduce it (sum/mean) or use gc.vjp")
+    check_scalar("grad", z, "reduce it (sum/mean) or use gc.vjp")
     g = z.graph
     targets, single = _targets("grad", z, wrt, disconnected)
     hit = memo.lookup(g, "grad", z, targets, single, disconnected)
@@ -125,8 +126,8 @@ def vjp(y, wrt, u, disconnected: str = "zero"):
         >>> gc.vjp(x * 3.0, x, np.array([1.0, -1.0])).eval({x: np.zeros(2)})
         array([ 3., -3.])
     """
-    _check_node("vjp", "y", y)
-    _float(y, "vjp", "y")
+    check_node("vjp", "y", y)
+    check_float(y, "vjp", "y")
     g = y.graph
     targets, single = _targets("vjp", y, wrt, disconnected)
     # a node u is remembered by identity; an array is lifted to a new constant each call
@@ -135,7 +136,7 @@ def vjp(y, wrt, u, disconnected: str = "zero"):
     if hit is None:
         with g.transaction(), g.role("grad"):
             seed = lift(u, g, y)
-            _check_node("vjp", "u", seed, g)
+            check_node("vjp", "u", seed, g)
             if not types.shape_eq(seed.shape, y.shape):
                 raise ShapeError(f"vjp: u must have y's shape {types.fmt_shape(y.shape)}, got "
                                  f"{types.fmt_shape(seed.shape)}")
@@ -157,8 +158,8 @@ def _targets(fn: str, z: Node, wrt, disconnected: str) -> tuple[list[Node], bool
         raise GraphError(f"{fn}: wrt must be a node or a list of nodes, got "
                          f"{type(wrt).__name__}")
     for k, V in enumerate(targets):
-        _check_node(fn, f"wrt[{k}]" if not single else "wrt", V, z.graph)
-        _float(V, fn, f"wrt node {V.name!r}")
+        check_node(fn, f"wrt[{k}]" if not single else "wrt", V, z.graph)
+        check_float(V, fn, f"wrt node {V.name!r}")
     return targets, single
 
 
@@ -190,27 +191,3 @@ def _name_entries(z: Node, grad_table: dict, mark: int) -> None:
         if G is not None and G.index >= mark and G not in named and V is not z:
             g.rename(G, f"d{z.name}/d{V.name}")
             named.add(G)
-
-
-def _check_node(fn: str, what: str, x, graph: Graph | None = None) -> None:
-    if not isinstance(x, Node):
-        raise GraphError(f"{fn}: {what} must be a graph node, got {type(x).__name__}")
-    if graph is not None and x.graph is not graph:
-        raise GraphError(f"{fn}: {what} {x.name!r} belongs to graph {x.graph.name!r}, not "
-                         f"to {graph.name!r}")
-
-
-def _check_scalar(fn: str, z, hint: str) -> None:
-    """z must be a scalar float node: what grad, hvp and hessian differentiate."""
-    _check_node(fn, "z", z)
-    if z.shape != ():
-        raise ShapeError(f"{fn}: z must be a scalar, got node {z.name!r} of shape "
-                         f"{types.fmt_shape(z.shape)}; {hint}")
-    _float(z, fn, "z")
-
-
-def _float(x: Node, fn: str, what: str) -> Node:
-    if not types.is_float(x.dtype):
-        raise GraphError(f"{fn}: {what} has dtype {x.dtype}; derivatives need a float dtype "
-                         "(cast it with x.astype('float64'))")
-    return x

@@ -18,11 +18,12 @@ import numpy as np
 
 from graphc.compile import codegen
 from graphc.compile import inputs as input_checks
+from graphc.compile.checks import check_input_finite
 from graphc.compile.schedule import Schedule, make_schedule
-from graphc.errors import GraphcError, GraphError, InputError, NonFiniteError
+from graphc.errors import GraphcError, GraphError, InputError
 from graphc.ir import types, walk
-from graphc.ir.graph import Graph, Node, node_list
-from graphc.ir.op import Constant, Input
+from graphc.ir.graph import Graph, Node, node_list, set_evaluator
+from graphc.ir.op import Constant, Input, op_key
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ class Function:
         self._resolved: OrderedDict[tuple, dict[int, object]] = OrderedDict()
         self._resolved_lock = threading.Lock()
         self._arity = len(self.inputs)
-        # the nodes whose symbolic sizes a call must check (>= 0 once the inputs bind them)
-        self._sized = (walk.ancestors(self.outputs) if any(
+        # the nodes whose symbolic sizes a call must check (>= 0 once the inputs bind them):
+        # for each distinct symbolic size, the first node that has it (what the check names),
+        # so a call looks at each size once, not at every node
+        self._sized = (_first_with_each_size(walk.ancestors(self.outputs)) if any(
             not types.is_static(n.shape) for n in self.inputs) else [])
+        # input shapes whose sizes passed that check: it depends on nothing else (the
+        # `SIZED_SHAPES` first ones kept)
+        self._sized_ok: set[tuple] = set()
 
     @property
     def source(self) -> str:
@@ -102,10 +108,20 @@ class Function:
                     results = _fresh_outputs(results, args)
                 return results[0] if self.single_output else results
         values = input_checks.bind_args(self.inputs, args, kwargs)
-        arrays, env = input_checks.check_values(self.inputs, values, self._sized)
+        sized = self._sized
+        shapes = None
+        if sized:
+            shapes = tuple([v.shape if type(v) is np.ndarray else None for v in values])
+            if shapes in self._sized_ok:
+                sized = ()  # these shapes bind the same sizes, already found >= 0
+            elif None in shapes:
+                shapes = None
+        arrays, env = input_checks.check_values(self.inputs, values, sized)
+        if shapes is not None and sized and len(self._sized_ok) < SIZED_SHAPES:
+            self._sized_ok.add(shapes)
         if self.check_finite:
             for node, arr in zip(self.inputs, arrays):
-                _check_input_finite(node, arr)
+                check_input_finite(node, arr)
         ops = self._ops_for(env) if self._compiled.symbolic else _NO_OPS
         try:
             results = self._fn(*arrays, ops)
@@ -146,6 +162,18 @@ class Function:
 
 _NO_OPS: dict = {}  # `_ops` of a checked call to a function without symbolic parameters
 RESOLVED_SIZE = 64  # sizes a function keeps resolved ops for (least recently used dropped)
+SIZED_SHAPES = 64  # input shapes a function remembers as passing the size check
+
+
+def _first_with_each_size(nodes) -> list[Node]:
+    """The nodes that first (lowest index) hold each symbolic size, in index order: checking
+    them finds the same sizes, at the same nodes and axes, as checking all of `nodes`."""
+    first: dict = {}
+    for n in sorted(nodes, key=lambda n: n.index):
+        for d in n.shape:
+            if not isinstance(d, int) and d not in first:
+                first[d] = n
+    return sorted(set(first.values()), key=lambda n: n.index)
 
 
 # -- compiling and the cache -------------------------------------------------------------------
@@ -156,8 +184,6 @@ _LOCK = threading.Lock()
 
 def structure_key(inputs: list[Node], outputs: list[Node], options: tuple):
     """A hashable description of what `outputs` compute from `inputs`, or None."""
-    from graphc.rewrite.engine import op_key
-
     fed = set(inputs)
     nodes = list(inputs) + [n for n in walk.ancestors(outputs, stop=fed) if n not in fed]
     pos = {n: k for k, n in enumerate(nodes)}
@@ -226,21 +252,6 @@ def _fresh_outputs(values: list, fed: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _check_input_finite(node: Node, arr: np.ndarray) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise NonFiniteError(f"input {node.name!r} contains NaN or Inf")
-
-
-def _check_finite(node: Node, value, args) -> None:
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f" or np.isfinite(arr).all():
-        return
-    bad = "NaN" if np.isnan(arr).any() else "Inf"
-    ins = ", ".join(f"{x.name} {types.fmt_shape(np.shape(a))}" for x, a in zip(node.inputs, args))
-    raise NonFiniteError(f"node {node.name!r} ({node.op.label()}, built at {node.source}) "
-                         f"produced {bad} from finite inputs ({ins})")
-
-
 def function(inputs, outputs, optimize: bool = True, check_finite: bool = False) -> Function:
     """Compile `outputs` as a function of `inputs`.
 
@@ -281,7 +292,7 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
                                  f"{key.graph.name!r}, not {graph.name!r}")
             nodes.append(key)
         elif isinstance(key, str):
-            node = graph._names.get(key)
+            node = graph.get(key)
             if node is None:
                 raise InputError(f"eval: unknown input {key!r} in the feed; graph "
                                  f"{graph.name!r} has no node of that name")
@@ -295,15 +306,9 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
     key = ("eval", tuple(n.index for n in out_list), isinstance(outputs, Node),
            tuple(n.index for n in nodes))
     fn = graph.cache.get(key)
-    if fn is None:
-        fn = Function(nodes, outputs)
-        graph.cache[key] = fn
+    if fn is None:  # kept until a rollback removes one of its nodes
+        fn = graph.cache.put(key, Function(nodes, outputs), [*out_list, *nodes])
     return fn(*feed.values())
 
 
-def _node_eval(self: Node, feed: dict | None = None):
-    """This node's value given `feed` (see gc.eval)."""
-    return eval(self, feed)
-
-
-Node.eval = _node_eval
+set_evaluator(eval)  # `node.eval(feed)` is `gc.eval(node, feed)`

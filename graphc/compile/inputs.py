@@ -169,12 +169,12 @@ def _symbolic_dims(inputs, nodes) -> tuple[dict, set]:
     hit = g.cache.get(key)
     size = len(g.nodes)
     if hit is None or hit[0] != size:
-        # append-only: scan just the new nodes (a truncation clears the cache, so a stale
-        # entry never names removed nodes)
+        # append-only: scan just the new nodes (a rollback drops the entry, so a stale one
+        # never names removed nodes)
         grown = hit is not None and hit[0] < size
         dims, start = (dict(hit[1]), hit[0]) if grown else ({}, 0)
         hit = (size, _collect(g.nodes[start:size], dims), set())
-        g.cache[key] = hit
+        g.cache.put(key, hit, g.nodes[size - 1:size])  # dropped if a rollback removes any
     return hit[1], hit[2]
 
 

@@ -330,7 +330,7 @@ class _Reader:
         name = self.field(e, loc, "name", str)
         if not name:
             self.fail(f"{loc}.name", "expected a non-empty string")
-        if name in g._names:
+        if name in g:
             self.fail(f"{loc}.name", f"{name!r} is already the name of an earlier node")
         loc = f"nodes[{k}] ({name!r})"
         op_name = self.field(e, loc, "op", str)

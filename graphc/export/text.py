@@ -16,7 +16,7 @@ from collections import deque
 from graphc.errors import GraphError
 from graphc.ir import types
 from graphc.ir.graph import Graph, Node, node_list
-from graphc.ir.op import _fmt_param
+from graphc.ir.op import fmt_param
 
 MAX_INDENT = 32  # tree levels drawn before a subtree moves to the left margin
 
@@ -91,7 +91,7 @@ def op_label(op) -> str:
     """The op's label without parameters left at a False/None default (`keepdims=False`)."""
     defaults = {f.name: f.default for f in dataclasses.fields(op)} if dataclasses.is_dataclass(
         op) else {}
-    shown = [f"{k}={_fmt_param(v)}" for k, v in op.params().items()
+    shown = [f"{k}={fmt_param(v)}" for k, v in op.params().items()
              if v is not None and not (v is False and defaults.get(k) is False)]
     if op.name == "constant":
         return op.label()

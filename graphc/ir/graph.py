@@ -1,8 +1,17 @@
 """The graph IR: an explicit, append-only DAG of symbolic tensor nodes.
 
 Nodes are only ever appended, and a node's inputs must already be in its graph, so insertion
-order is a topological order and a cycle cannot be built. Every node creation goes through
-`Graph.apply`, which infers the shape and dtype first, so a failed build adds nothing.
+order is a topological order and a cycle cannot be built. Every new node goes through
+`Graph.apply`, which infers the shape and dtype first, so a failed build adds nothing; only
+`append_copy` skips the inference, for a copy of a node that already passed it.
+
+What the layers above need from a graph is public here, so none of them touches a private
+member: `append_copy` (the rewriter copies nodes keeping op, role, scope and source line),
+`fresh_name`, `get` and `in` (names and membership: of a name, or of a node), `rollback`
+(remove what was appended since a mark; `transaction` and `scratch` use it), `cache` (what a
+layer above remembers about the graph, dropped with the nodes it refers to) and
+`set_evaluator` (how `Node.eval` runs: the compiler registers it, so the IR imports nothing
+above itself).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import networkx as nx
@@ -55,6 +65,20 @@ class Node:
         self.scope: str = ""  # the `Graph.scope` path it was built in ("layer1/attn"), or ""
 
     __hash__ = object.__hash__
+
+    def eval(self, feed: dict | None = None):
+        """This node's value given `feed` (input nodes or their names -> values); see `gc.eval`.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g = gc.Graph()
+            >>> x = g.input("x")
+            >>> (x * x + 1.0).eval({x: 3.0})
+            array(10.)
+        """
+        if _evaluator is None:
+            raise GraphError("Node.eval needs the compiler: `import graphc` registers it")
+        return _evaluator(self, feed)
 
     @property
     def ndim(self) -> int:
@@ -110,14 +134,29 @@ class Graph:
         self._names: dict[str, Node] = {}
         self._scopes: list[str] = []
         self._role = "forward"
-        self._counter = 0
-        self.cache: dict[Any, Any] = {}  # compiled functions; valid forever: nodes never change
+        self.cache = GraphCache()  # what layers above remember about this graph (see GraphCache)
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs>"
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def __contains__(self, item) -> bool:
+        """`name in g`: a node of `g` has that name; `node in g`: the node is one of `g`'s (not
+        one of another graph, nor one a rollback removed)."""
+        if isinstance(item, Node):
+            return (item.graph is self and item.index < len(self.nodes)
+                    and self.nodes[item.index] is item)
+        return isinstance(item, str) and item in self._names
+
+    def get(self, name: str, default=None):
+        """The node named `name`, or `default` (`g[name]` raises instead)."""
+        return self._names.get(name, default)
+
+    def fresh_name(self, base: str) -> str:
+        """`base`, or the first of `base_1`, `base_2`, ... that no node of this graph has."""
+        return self._unique(base)
 
     # -- building ---------------------------------------------------------------------------
     def input(self, name: str, shape=(), dtype="float64") -> Node:
@@ -173,14 +212,57 @@ class Graph:
                              f"(at {user_source_line()})") from None
         return self._append(op, inputs, tuple(shape), np.dtype(dtype), name)
 
-    def _append(self, op, inputs, shape, dtype, name) -> Node:
+    def append_copy(self, node: Node, inputs=(), name: str | None = None, *,
+                    as_input: bool = False) -> Node:
+        """Append a copy of `node` over `inputs`: its op, shape, dtype, role, scope and source
+        line, named `name` (default: `node`'s name) made unique with `fresh_name`.
+
+        The shape and dtype are not inferred again (they were when `node` was built, and the
+        op and input types are the same), so copying a graph is linear and cheap. With
+        `as_input`, the copy is an input of `node`'s shape and dtype instead (a fed node
+        becomes a leaf); an input copy joins `inputs`, like `input` would add it.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g, h = gc.Graph("g"), gc.Graph("h")
+            >>> with g.scope("layer"):
+            ...     x = g.input("x", shape=(2,))
+            ...     y = gc.exp(x)
+            >>> x2 = h.append_copy(x)
+            >>> y2 = h.append_copy(y, [x2])
+            >>> y2.name, y2.scope, y2.shape, h.inputs[0] is x2
+            ('layer/exp_1', 'layer', (2,), True)
+        """
+        inputs = tuple(inputs)
+        op = Input() if as_input else node.op
+        if name is not None:
+            check_name("a node name", name)
+        if isinstance(op, Input) and inputs:
+            raise GraphError(f"append_copy: an input copy of {node.name!r} takes no inputs, "
+                             f"got {len(inputs)}")
+        if op.arity is not None and len(inputs) != op.arity:
+            raise GraphError(f"append_copy: {op.name} takes {op.arity} inputs, got "
+                             f"{len(inputs)}")
+        for x in inputs:
+            if not isinstance(x, Node) or x.graph is not self:
+                raise GraphError(f"append_copy: the inputs of a copy of {node.name!r} must be "
+                                 f"nodes of graph {self.name!r}, got {x!r}")
+        new = self._append(op, inputs, node.shape, node.dtype,
+                           node.name if name is None else name,
+                           role=node.role, scope=node.scope, source=node.source)
+        if isinstance(op, Input):
+            self.inputs.append(new)
+        return new
+
+    def _append(self, op, inputs, shape, dtype, name, role: str | None = None,
+                scope: str | None = None, source: str | None = None) -> Node:
         index = len(self.nodes)
         if name is None:
             name = self._scoped(f"{op.name}_{index}")
         name = self._unique(name)
-        node = Node(self, op, inputs, shape, dtype, name, self._role, index,
-                    user_source_line())
-        node.scope = "/".join(self._scopes)
+        node = Node(self, op, inputs, shape, dtype, name, self._role if role is None else role,
+                    index, user_source_line() if source is None else source)
+        node.scope = "/".join(self._scopes) if scope is None else scope
         self.nodes.append(node)
         self._names[name] = node
         return node
@@ -224,45 +306,59 @@ class Graph:
         finally:
             self._scopes.pop()
 
-    @contextlib.contextmanager
-    def role(self, role: str):
-        """Mark every node built inside with `role` ("grad" for what autodiff inserts)."""
-        if role not in ROLES:
-            raise GraphError(f"role must be one of {ROLES}, got {role!r}")
-        saved, self._role = self._role, role
-        try:
-            yield self
-        finally:
-            self._role = saved
+    def role(self, role: str) -> _RoleBlock:
+        """Mark every node built inside with `role` ("grad" for what autodiff inserts).
+
+        A `with` block; cheap, since the rewrite engine enters one per node it offers to rules.
+        """
+        return _RoleBlock(self, role)
 
     @contextlib.contextmanager
     def transaction(self):
         """Undo every node appended inside if the block raises: no half-built graphs."""
-        n_nodes, n_inputs = len(self.nodes), len(self.inputs)
+        mark = len(self.nodes)
         try:
             yield self
         except BaseException:
-            self._truncate(n_nodes, n_inputs)
+            self.rollback(mark)
             raise
 
     @contextlib.contextmanager
     def scratch(self):
         """Build temporary nodes (a check, a probe) and remove them all on leaving."""
-        n_nodes, n_inputs = len(self.nodes), len(self.inputs)
+        mark = len(self.nodes)
         try:
             yield self
         finally:
-            self._truncate(n_nodes, n_inputs)
+            self.rollback(mark)
 
-    def _truncate(self, n_nodes: int, n_inputs: int) -> None:
-        if len(self.nodes) == n_nodes:
+    def rollback(self, mark: int) -> None:
+        """Remove every node appended since the graph had `mark` nodes (`len(g)` then): their
+        names, the inputs among them, and the `cache` entries that refer to them.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g = gc.Graph()
+            >>> x = g.input("x")
+            >>> mark = len(g)
+            >>> y = gc.exp(x)
+            >>> g.rollback(mark)
+            >>> len(g), y in g, y.name in g
+            (1, False, False)
+        """
+        if isinstance(mark, bool) or not isinstance(mark, int) or not 0 <= mark <= len(
+                self.nodes):
+            raise GraphError(f"rollback: mark must be an int in 0..{len(self.nodes)} (a "
+                             f"length of graph {self.name!r}), got {mark!r}")
+        if len(self.nodes) == mark:
             return
-        for node in self.nodes[n_nodes:]:
+        for node in self.nodes[mark:]:
             if self._names.get(node.name) is node:
                 del self._names[node.name]
-        del self.nodes[n_nodes:]
-        del self.inputs[n_inputs:]
-        self.cache.clear()  # entries may refer to the removed nodes' indices
+        del self.nodes[mark:]
+        while self.inputs and self.inputs[-1].index >= mark:
+            self.inputs.pop()  # inputs are in index order: the removed ones are a suffix
+        self.cache._drop_from(mark)
 
     # -- views ------------------------------------------------------------------------------
     def to_networkx(self) -> nx.DiGraph:
@@ -282,6 +378,106 @@ class Graph:
                 else:
                     dg.add_edge(x.name, n.name, position=[pos])
         return dg
+
+
+class _RoleBlock:
+    """The `with` block of `Graph.role` (a class: cheaper to enter than a generator)."""
+
+    __slots__ = ("graph", "role", "saved")
+
+    def __init__(self, graph: Graph, role: str):
+        self.graph, self.role = graph, role
+
+    def __enter__(self) -> Graph:
+        if self.role not in ROLES:
+            raise GraphError(f"role must be one of {ROLES}, got {self.role!r}")
+        g = self.graph
+        self.saved, g._role = g._role, self.role
+        return g
+
+    def __exit__(self, *exc) -> None:
+        self.graph._role = self.saved
+
+
+class GraphCache:
+    """What the layers above remember about one graph (compiled `eval` functions, derivatives
+    built, symbolic sizes), each entry tied to the nodes it refers to.
+
+    A graph only grows and a node never changes, so an entry stays valid while its nodes are
+    in the graph; `Graph.rollback` drops exactly the entries that refer to a removed node.
+    Keys belong to their owner (a tuple whose first item names it) and should name nodes by
+    index, so that no key comparison calls a node's overloaded `==`. Each call is one dict
+    operation, so threads may share a cache.
+
+    Examples:
+        >>> import graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x")
+        >>> mark = len(g)
+        >>> y = gc.exp(x)
+        >>> g.cache.put(("demo", x.index), "x only", [x])
+        'x only'
+        >>> g.cache.put(("demo", y.index), "needs y", [x, y])
+        'needs y'
+        >>> g.rollback(mark)  # removes y and the entry that refers to it
+        >>> g.cache.get(("demo", x.index)), g.cache.get(("demo", y.index))
+        ('x only', None)
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self):
+        self._entries: dict[Any, tuple[int, Any]] = {}  # key -> (latest node index, value)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
+
+    def get(self, key, default=None):
+        """The value remembered under `key`, or `default`."""
+        hit = self._entries.get(key)
+        return default if hit is None else hit[1]
+
+    def put(self, key, value, nodes: Iterable[Node] = ()):
+        """Remember `value` under `key` until a rollback removes one of `nodes` (the nodes it
+        refers to; a rollback removes the latest nodes, so naming the latest one is enough).
+        Returns `value`."""
+        self._entries[key] = (max((n.index for n in nodes), default=-1), value)
+        return value
+
+    def pop(self, key, default=None):
+        """Forget `key`; returns what was remembered, or `default`."""
+        hit = self._entries.pop(key, None)
+        return default if hit is None else hit[1]
+
+    def clear(self) -> None:
+        """Forget everything (the next use recompiles or rebuilds)."""
+        self._entries.clear()
+
+    def _drop_from(self, mark: int) -> None:
+        """Forget the entries that refer to a node at index `mark` or later."""
+        for key, (latest, _) in self._entries.copy().items():  # one C-level copy
+            if latest >= mark:
+                self._entries.pop(key, None)
+
+
+# -- how Node.eval runs -------------------------------------------------------------------------
+Evaluator = Callable[[Node, "dict | None"], Any]  # (node, feed) -> its value
+_evaluator: Evaluator | None = None
+
+
+def set_evaluator(evaluate: Evaluator) -> None:
+    """Install what `Node.eval` calls: `graphc.compile` registers `gc.eval` when imported.
+
+    The IR is the bottom layer and imports nothing above it; the compiler plugs itself in
+    here (one typed hook) instead of patching a method onto `Node`.
+    """
+    global _evaluator
+    if not callable(evaluate):
+        raise TypeError(f"set_evaluator: expected a callable, got {evaluate!r}")
+    _evaluator = evaluate
 
 
 def check_name(what: str, name) -> None:

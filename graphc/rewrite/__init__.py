@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from graphc.ir import walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Input
 from graphc.rewrite import algebra, fold, scatter, stability  # noqa: F401 - registers rules
 from graphc.rewrite.dce import live_copy
 from graphc.rewrite.engine import RULES, Rewriter, Rule, copy_node, rule
@@ -49,8 +48,7 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
     work = Graph(f"{src.name}:work")
     new: dict[Node, Node] = {}
     for x in inputs:  # a fed node is a leaf: an input, whatever op computed it in `src`
-        new[x] = work._append(Input(), (), x.shape, x.dtype, x.name)
-        new[x].role = x.role
+        new[x] = work.append_copy(x, as_input=True)
     raw = walk.ancestors(outputs, stop=set(inputs))
     for n in raw:
         if n not in new:

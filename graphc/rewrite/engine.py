@@ -26,21 +26,27 @@ import numpy as np
 from graphc.errors import GraphcError
 from graphc.ir import types
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant, Input
+from graphc.ir.op import Constant, Input, Op, op_key
 
 
 @dataclass(frozen=True)
 class Rule:
     """A named rewrite: `fn(node)` returns a replacement node, or None when it does not apply.
 
-    `ops` names the ops the rule can match at the root (None: any op), so that a node is
-    offered only to the rules that may fire on it.
+    `ops` are the op classes the rule can match at the root (its pattern's dispatch key; a
+    subclass matches too; None: any op) and `where` a test of the op's class (a flag such as
+    `shape_only`), so that a node is offered only to the rules that may fire on it.
     """
 
     name: str
     family: str
     fn: Callable[[Node], Node | None]
-    ops: frozenset | None = None
+    ops: tuple[type[Op], ...] | None = None
+    where: Callable[[type[Op]], bool] | None = None
+
+    def matches(self, cls: type[Op]) -> bool:
+        return ((self.ops is None or issubclass(cls, self.ops))
+                and (self.where is None or bool(self.where(cls))))
 
     def __call__(self, node: Node) -> Node | None:
         return self.fn(node)
@@ -49,24 +55,26 @@ class Rule:
 RULES: list[Rule] = []
 
 
-def rule(family: str, ops: tuple[str, ...] | None = None):
-    """Register a rule function under its own name (`<before>_to_<after>`), in file order."""
+def rule(family: str, *ops: type[Op], where: Callable[[type[Op]], bool] | None = None):
+    """Register a rule function under its own name (`<before>_to_<after>`), in file order;
+    `ops` are the classes of the ops it matches (`@rule("algebra", AddN)`; none: any op),
+    `where` a test of their flags (`where=lambda op: op.shape_only`)."""
 
     def deco(fn):
-        RULES.append(Rule(fn.__name__, family, fn, None if ops is None else frozenset(ops)))
+        RULES.append(Rule(fn.__name__, family, fn, ops or None, where))
         return fn
 
     return deco
 
 
-def dispatch(rules: list[Rule]) -> Callable[[str], list[Rule]]:
-    """The rules to try on a node, by op name, in their order."""
-    table: dict[str, list[Rule]] = {}
+def dispatch(rules: list[Rule]) -> Callable[[type[Op]], list[Rule]]:
+    """The rules to try on a node, by the class of its op, in their order."""
+    table: dict[type, list[Rule]] = {}
 
-    def lookup(op_name: str) -> list[Rule]:
-        found = table.get(op_name)
+    def lookup(cls: type[Op]) -> list[Rule]:
+        found = table.get(cls)
         if found is None:
-            found = table[op_name] = [r for r in rules if r.ops is None or op_name in r.ops]
+            found = table[cls] = [r for r in rules if r.matches(cls)]
         return found
 
     return lookup
@@ -79,8 +87,8 @@ SMALL_CONSTANT = 4096  # constants up to this many entries are merged by value
 def merge_key(node: Node):
     """The hash-consing key: op (type and parameters) and the identities of the inputs."""
     op = node.op
-    if isinstance(op, Input):
-        return None  # inputs are distinct values even when they look alike
+    if isinstance(op, Input) or not op.pure:
+        return None  # inputs (and impure ops) are distinct values even when they look alike
     if isinstance(op, Constant):
         v = op.value
         if v.size > SMALL_CONSTANT:
@@ -89,35 +97,15 @@ def merge_key(node: Node):
     return (op_key(op), tuple(id(x) for x in node.inputs))
 
 
-def op_key(op):
-    """An op as a hashable key: itself (a frozen dataclass), or its repr when a parameter is
-    unhashable (a slice, before Python 3.12); the repr of every parameter type is exact."""
-    try:
-        hash(op)
-        return (type(op), op)
-    except TypeError:
-        return (type(op), repr(op))
-
-
 # -- copying ---------------------------------------------------------------------------------
 def copy_node(graph: Graph, node: Node, inputs, name: str | None = None) -> Node:
-    """Append a node with `node`'s op, shape, dtype, role and source line over `inputs`.
+    """Append a node with `node`'s op, shape, dtype, role, scope and source line over `inputs`.
 
     The shape and dtype were inferred when `node` was built, and the op and input types are
-    unchanged, so they are not inferred again (copying is then linear and cheap).
+    unchanged, so they are not inferred again (copying is then linear and cheap); see
+    `Graph.append_copy`.
     """
-    name = node.name if name is None else name
-    if isinstance(node.op, Input):
-        new = graph.input(name, shape=node.shape, dtype=node.dtype)
-        new.role, new.source = node.role, node.source
-        return new
-    # Graph._append without looking up the user's source line: the copy keeps the original's.
-    name = graph._unique(name)
-    new = Node(graph, node.op, tuple(inputs), node.shape, node.dtype, name, node.role,
-               len(graph.nodes), node.source)
-    graph.nodes.append(new)
-    graph._names[name] = new
-    return new
+    return graph.append_copy(node, inputs, name)
 
 
 @dataclass
@@ -129,7 +117,6 @@ class Rewriter:
     budget: int
     replaced: dict = field(default_factory=dict)
     fired: list[str] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)  # rules whose result changed the type
     preferred: dict = field(default_factory=dict)  # node -> the name of what it stands for
     _table: dict = field(default_factory=dict)
     _done: set = field(default_factory=set)
@@ -150,12 +137,8 @@ class Rewriter:
     def run(self) -> None:
         self._original = len(self.graph.nodes)
         self._lookup = dispatch(self.rules)
-        saved = self.graph._role
-        try:
-            with np.errstate(all="ignore"):
-                self.drain(0)
-        finally:
-            self.graph._role = saved
+        with np.errstate(all="ignore"):
+            self.drain(0)
 
     def drain(self, start: int) -> None:
         nodes = self.graph.nodes
@@ -190,23 +173,25 @@ class Rewriter:
             self._table[key] = n
         if self.budget <= 0:
             return
-        for r in self._lookup(n.op.name):
-            mark = len(self.graph.nodes)
-            self.graph._role = n.role  # what a rule builds stands for n
-            try:
-                out = r(n)
-            except GraphcError:  # the pattern matched but its replacement does not type
-                out = None
-            if out is not None and out is not n and (
-                    out.dtype != n.dtype or not types.shape_eq(out.shape, n.shape)):
-                self.rejected.append(r.name)
-                out = None
-            if out is None or out is n:
-                if len(self.graph.nodes) != mark:
-                    self.graph._truncate(mark, len(self.graph.inputs))
-                continue
-            self.budget -= 1
-            self.fired.append(r.name)
-            self._replace(n, out)
-            self.drain(mark)
+        rules = self._lookup(type(n.op))
+        if not rules:
             return
+        with self.graph.role(n.role):  # what a rule builds stands for n
+            for r in rules:
+                mark = len(self.graph.nodes)
+                try:
+                    out = r(n)
+                except GraphcError:  # the pattern matched but its replacement does not type
+                    out = None
+                if out is not None and out is not n and (
+                        out.dtype != n.dtype or not types.shape_eq(out.shape, n.shape)):
+                    out = None  # a result of another type is refused
+                if out is None or out is n:
+                    if len(self.graph.nodes) != mark:
+                        self.graph.rollback(mark)
+                    continue
+                self.budget -= 1
+                self.fired.append(r.name)
+                self._replace(n, out)
+                self.drain(mark)
+                return

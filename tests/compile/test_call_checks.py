@@ -78,10 +78,12 @@ def test_every_intermediate_is_released_after_its_last_use():
     for _ in range(10):
         h = gc.tanh(h)
     f = gc.function([x], [h.sum()])
-    sched = f.schedule
-    freed = {s for step in sched.steps for s in step.free}
-    produced = {step.out for step in sched.steps} - set(sched.output_slots)
-    assert produced <= freed  # every intermediate is freed
+    import ast
+    body = ast.parse(f.source).body[0].body
+    produced = {t.id for s in body if isinstance(s, ast.Assign) for t in s.targets}
+    freed = {t.id for s in body if isinstance(s, ast.Delete) for t in s.targets}
+    returned = {n.id for n in ast.walk(body[-1]) if isinstance(n, ast.Name)}
+    assert len(produced) == 11 and produced - returned <= freed  # every intermediate is freed
 
 
 def test_missing_input_for_an_output_is_reported_at_compile_time():
@@ -131,3 +133,23 @@ def test_intermediate_nodes_can_be_fed_and_cut_the_graph_there():
     got = f(np.full((2, 3), 2.0), np.full(3, 2.0), np.ones((2, 3)))
     assert float(got[0]) == 12.0
     assert float(got[1]) == pytest.approx(6 * np.log(2.0), rel=1e-15)
+
+
+def test_size_check_remembered_per_shape_still_refuses_new_shapes():
+    """A Function checks each symbolic size once per input shapes: a shape that passed is not
+    checked again, a new one is, and the error names the same node either way."""
+    g = gc.Graph()
+    x = g.input("x", shape=("n",))
+    tail = x[5:]
+    mid = tail[1:]  # size n - 6, first held by `mid`
+    f = gc.function([x], [(tail * tail).sum(), (mid * mid).sum()])
+    assert f._sized == [x, tail, mid]  # one node per symbolic size, not every node
+    for _ in range(2):
+        np.testing.assert_allclose(f(np.ones(7)), [2.0, 1.0])
+        with pytest.raises(gc.InputError, match=f"{tail.name}.*n >= 5; n is 4"):
+            f(np.ones(4))
+        with pytest.raises(gc.InputError, match=f"{mid.name}.*n >= 6; n is 5"):
+            f(np.ones(5))
+        with pytest.raises(gc.InputError, match="n >= 6; n is 5"):
+            f([1.0] * 5)  # not an ndarray: checked, never remembered
+    assert f._sized_ok == {((7,),)}
