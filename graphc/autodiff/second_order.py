@@ -6,9 +6,10 @@
 - `"forward"`: forward-over-reverse, Pearlmutter's R-op: the tangent `v` pushed forward
   through the gradient graph, `jvp(grad(z, x), x, v)`;
 - `"auto"`: builds both in a scratch graph and keeps the cheaper by `cost`, a count of flops
-  and memory traffic over everything the result needs: a matmul costs 2mkn, a view (reshape,
-  transpose, indexing, broadcast) nothing, any other op one per entry it reads and writes
-  (elementwise ops are memory-bound). Ties go to forward mode, which keeps fewer values
+  and memory traffic over everything the result needs, each node's from its op's `cost` hook:
+  a matmul costs 2mkn, a view (reshape, transpose, indexing, broadcast) nothing, any other op
+  one per entry it reads and writes (elementwise ops are memory-bound; a symbolic dimension
+  counts as `graphc.ir.op.SYMBOLIC_DIM`). Ties go to forward mode, which keeps fewer values
   alive. docs/second-order.md has the timings that back the model.
 
 `v` is never differentiated through: forward mode only seeds it as a tangent; reverse mode wraps
@@ -16,32 +17,31 @@ it in `stop_gradient` when it depends on `x` (the book's caveat).
 
 `jacobian` and `hessian` build one graph, not one per entry: the directional derivative is built
 once for a stand-in direction, then *vectorized* (`vectorize`): every node that depends on the
-direction is rebuilt with a leading axis over the rows of an identity matrix, by a batching rule
-per op family (elementwise ops broadcast, axes shift by one, matmul pads its batch axes);
-nodes that do not depend on the direction are built once and shared by all rows.
+direction is rebuilt with a leading axis over the rows of an identity matrix, by its op's
+`batch` hook (axes shift by one, matmul pads its batch axes) or, for an op without one, the
+general rule (an elementwise op broadcasts; any other op runs row by row and the rows are
+stacked); nodes that do not depend on the direction are built once and shared by all rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
-import sympy
 
 from graphc import ops
 from graphc.autodiff import memo
-from graphc.autodiff.forward import _as_list, jvp
-from graphc.autodiff.reverse import _check_node, _check_scalar, _float, grad, vjp
+from graphc.autodiff.arguments import as_list as _as_list
+from graphc.autodiff.arguments import check_float as _float
+from graphc.autodiff.arguments import check_node as _check_node
+from graphc.autodiff.arguments import check_scalar as _check_scalar
+from graphc.autodiff.forward import jvp
+from graphc.autodiff.reverse import grad, vjp
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant, Input
-from graphc.ops import elementwise as ew
-from graphc.ops import linalg, nn, reduce, shape
-from graphc.ops.base import Elementwise, lift
+from graphc.ir.op import Constant
+from graphc.ops.base import batch_by_rows, batch_elementwise, lift
 
 MODES = ("auto", "forward", "reverse")
-SYMBOLIC_DIM = 128  # what a symbolic dimension counts as in the cost model
 
 
 # -- Hessian-vector products ---------------------------------------------------------------
@@ -130,7 +130,7 @@ def choose_mode(z: Node, xs: list[Node], vs: list[Node]) -> str:
     """
     costs = {}
     for mode, build in (("forward", _hvp_forward), ("reverse", _hvp_reverse)):
-        with memo.kept(z.graph), z.graph.scratch():
+        with z.graph.scratch():
             costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
     return "forward" if costs["forward"] <= costs["reverse"] else "reverse"
 
@@ -148,24 +148,10 @@ def cost(outputs: list[Node]) -> float:
     return float(sum(flops(n) for n in walk.ancestors(outputs)))
 
 
-_VIEWS = (shape.Reshape, shape.ExpandDims, shape.Squeeze, shape.Transpose, shape.GetItem,
-          shape.BroadcastTo, ew.StopGradient, Input, Constant)
-
-
 def flops(n: Node) -> float:
-    """One node's estimated cost: 2mkn for matmul, 0 for views, else entries read + written."""
-    if isinstance(n.op, _VIEWS):
-        return 0.0
-    if isinstance(n.op, linalg.MatMul):
-        return 2.0 * _numel(n.shape) * _numel(n.inputs[0].shape[-1:])
-    return _numel(n.shape) + sum(_numel(x.shape) for x in n.inputs)
-
-
-def _numel(shape_: types.Shape) -> float:
-    size = types.size(shape_)
-    if isinstance(size, sympy.Expr):
-        size = size.subs({s: SYMBOLIC_DIM for s in size.free_symbols})
-    return float(size)
+    """One node's estimated cost, its op's `cost` hook: 2mkn for matmul, 0 for views, inputs
+    and constants, else entries read + written (the default of `Op.cost`)."""
+    return float(n.op.cost(n))
 
 
 def _depends_on(v: Node, xs: list[Node]) -> bool:
@@ -326,9 +312,9 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
     """
     g = like[0].graph
     m = batches[0].shape[0]
-    with memo.kept(g), g.scratch():
+    with g.scratch():
         mark = len(g.nodes)
-        stand_ins = [g.input(g._unique(f"vectorize_{k}"), x.shape, x.dtype)
+        stand_ins = [g.input(g.fresh_name(f"vectorize_{k}"), x.shape, x.dtype)
                      for k, x in enumerate(like)]
         outs = build(stand_ins)
         made = [n for n in walk.ancestors(outs) if n.index >= mark and n not in set(stand_ins)]
@@ -344,7 +330,7 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
         elif not any(b for _, b in ins):
             table[n] = (g.apply(n.op, [x for x, _ in ins], name=n.name), False)
         else:
-            out = _batch_rule(n, ins, m)
+            out = _batch(n, ins, m)
             if not types.shape_eq(out.shape, (m, *n.shape)):
                 raise ShapeError(f"vectorize: the batching rule of {n.op.label()} gave "
                                  f"{types.fmt_shape(out.shape)}, expected "
@@ -357,91 +343,11 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
     return result
 
 
-def _batch_rule(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:
-    """`n.op` applied to inputs of which some carry a leading batch axis of length m."""
-    op, g = n.op, n.graph
-    xs = [x for x, _ in ins]
-    if isinstance(op, ew.AddN) or isinstance(op, (shape.Concatenate, shape.Stack)):
-        xs = [x if b else ops.broadcast_to(x, (m, *x.shape)) for x, b in ins]
-        if isinstance(op, ew.AddN):
-            return g.apply(op, xs)
-        return g.apply(dataclasses.replace(op, axis=_shift(op.axis)), xs)
-    if isinstance(op, (Elementwise, ew.Where, ew.Cast, ew.StopGradient, ew.ZerosLike,
-                       ew.OnesLike)):
-        xs = [_pad(x, n.ndim) if b else x for x, b in ins]
-        return g.apply(op, xs)
-    x = xs[0]
-    if isinstance(op, (reduce.Sum, reduce.Max, reduce.Min, reduce.Count)):
-        return g.apply(dataclasses.replace(op, axis=tuple(a + 1 for a in op.axis)), [x])
-    if isinstance(op, (shape.ExpandDims, shape.Squeeze)):
-        return g.apply(dataclasses.replace(op, axis=tuple(a + 1 for a in op.axis)), [x])
-    if isinstance(op, shape.Reshape):
-        return g.apply(shape.Reshape((m, *op.shape)), [x])
-    if isinstance(op, shape.BroadcastTo):
-        return g.apply(shape.BroadcastTo((m, *op.shape)), [_pad(x, len(op.shape))])
-    if isinstance(op, shape.Transpose):
-        return g.apply(shape.Transpose((0, *(a + 1 for a in op.axes))), [x])
-    if isinstance(op, shape.GetItem):
-        return g.apply(shape.GetItem((slice(None), *op.index)), [x])
-    if isinstance(op, shape.ScatterIndex):
-        v, like = (b_x if b else ops.broadcast_to(b_x, (m, *b_x.shape)) for b_x, b in ins)
-        return g.apply(shape.ScatterIndex((slice(None), *op.index)), [v, like])
-    if isinstance(op, (nn.Softmax, nn.LogSoftmax, nn.LogSumExp)):
-        return g.apply(dataclasses.replace(op, axis=_shift(op.axis)), [x])
-    if isinstance(op, linalg.MatMul):
-        return _batch_matmul(n, ins, m)
-    if isinstance(op, linalg.Trace):
-        eye = g.constant(np.eye(*n.inputs[0].shape, dtype=x.dtype))
-        return ops.sum(x * eye, axis=(1, 2))
-    if isinstance(op, linalg.Diag):
-        src = n.inputs[0]
-        if src.ndim == 1:
-            eye = g.constant(np.eye(src.shape[0], dtype=x.dtype))
-            return ops.expand_dims(x, -1) * eye
-        rows, cols = src.shape
-        eye = g.constant(np.eye(rows, cols, dtype=x.dtype))
-        return ops.sum(x * eye, axis=-1 if rows <= cols else -2)
-    raise GraphError(f"vectorize: no batching rule for op {op.label()} (node {n.name!r}); "
-                     "jacobian and hessian need one for every op that carries the direction")
-
-
-def _shift(axis: int) -> int:
-    """An axis of the unbatched op, counted in the batched one (negative axes stay)."""
-    return axis if axis < 0 else axis + 1
-
-
-def _pad(x: Node, ndim: int) -> Node:
-    """A batched node (m, *s) reshaped to (m, 1, ..., 1, *s) of rank ndim + 1 for broadcasting."""
-    extra = ndim + 1 - x.ndim
-    if extra <= 0:
-        return x
-    return ops.reshape(x, (x.shape[0], *(1,) * extra, *x.shape[1:]))
-
-
-def _batch_matmul(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:
-    """Promote 1-D operands to matrices, align the batch axes of the batched operands to the
-    result's (the leading m axis first), multiply, and drop the promoted axes again."""
-    (a, a_b), (b, b_b) = ins
-    a0, b0 = n.inputs
-    drop = []
-    if a0.ndim == 1:
-        a = ops.expand_dims(a, -2)
-        drop.append(-2)
-    if b0.ndim == 1:
-        b = ops.expand_dims(b, -1)
-        drop.append(-1)
-    n_batch = n.ndim - (a0.ndim >= 2) - (b0.ndim >= 2)  # batch axes of the unbatched result
-    if a_b:
-        a = _pad_batch(a, n_batch)
-    if b_b:
-        b = _pad_batch(b, n_batch)
-    out = linalg.matmul(a, b)
-    return ops.squeeze(out, tuple(drop)) if drop else out
-
-
-def _pad_batch(x: Node, n_batch: int) -> Node:
-    """(m, *batch, r, c) -> (m, 1, ..., 1, *batch, r, c) with `n_batch` axes between m and r."""
-    extra = n_batch - (x.ndim - 3)
-    if extra <= 0:
-        return x
-    return ops.reshape(x, (x.shape[0], *(1,) * extra, *x.shape[1:]))
+def _batch(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:
+    """`n.op` applied to inputs of which some carry a leading batch axis of length m: the
+    op's own `batch` hook, or where it has none the general rule (broadcasting for an op
+    declared `elementwise`, else row by row)."""
+    out = n.op.batch(n, ins, m)
+    if out is NotImplemented:
+        out = batch_elementwise(n, ins) if n.op.elementwise else batch_by_rows(n, ins, m)
+    return out

@@ -19,12 +19,10 @@ from graphc.errors import GraphcError, GraphError
 from graphc.export.text import op_label
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
+from graphc.ir.op import Constant, Input
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 FORMATS = ("svg", "png", "pdf")
-
-# Ops whose value does not depend on the order of their arguments: no position on their edges.
-COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal", "not_equal", "add_n"})
 
 FONT = "Helvetica"
 STYLE = {  # role -> (node fill, node border, edge colour, cluster fill, cluster label)
@@ -67,7 +65,7 @@ def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = Fa
     folded: set[Node] = set()
     if collapse_constants:
         used = {x for n in nodes for x in n.inputs}
-        folded = {n for n in nodes if n.op.name == "constant" and n in used and n not in outputs}
+        folded = {n for n in nodes if isinstance(n.op, Constant) and n in used and n not in outputs}
         drawn -= folded
 
     roles = {n.role for n in drawn}
@@ -255,12 +253,11 @@ def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:
         n.scope + "/") else n.name
     shape = types.fmt_shape(n.shape)
     dtype = "" if n.dtype.name == "float64" else f" {n.dtype.name}"
-    kind = n.op.name
-    if kind == "input":
+    if isinstance(n.op, Input):
         attrs = {"shape": "ellipse", "style": "filled,bold", "fillcolor": INPUT_FILL,
                  "color": border}
         title, detail = shown, f"{shape}{dtype}"
-    elif kind == "constant":
+    elif isinstance(n.op, Constant):
         attrs = {"shape": "box", "style": "rounded,filled,dashed", "fillcolor": CONST_FILL,
                  "color": CONST_BORDER, "fontsize": "10"}
         value = _const_text(n)
@@ -291,7 +288,7 @@ def _edge_attrs(x: Node, n: Node, pos: int, marked) -> str:
     attrs = {"color": colour}
     if n.role != x.role:  # a forward value read by the gradient (or the reverse)
         attrs.update(style="dashed", color=colour + "80", constraint="false")
-    if n.op.name not in COMMUTATIVE and len(n.inputs) > 1:
+    if not n.op.commutative and len(n.inputs) > 1:  # argument positions matter: number them
         attrs.update(headlabel=str(pos), fontcolor=colour, labeldistance="1.6",
                      labelangle="35")
     if x in marked and n in marked:

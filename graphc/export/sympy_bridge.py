@@ -3,9 +3,11 @@
 `to_sympy` runs the graph once over sympy values: every node becomes a NumPy object array of
 sympy expressions (a 0-d array for a scalar), computed once and reused by every consumer, so a
 subexpression the graph shares is one Python object in the result (what `sympy.cse` finds
-again; `cse=True` names those shared nodes directly). Ops that only move, sum or multiply
-entries (reshape, getitem, sum, matmul, ...) run their own NumPy forward on the object arrays;
-the others have one rule each in `RULES`.
+again; `cse=True` names those shared nodes directly). Each op writes itself through its own
+hook, `op.sympy(node, *args)` (declared with the op, helpers in `graphc.ops.symbolic`): ops
+that only move, sum or multiply entries (reshape, getitem, sum, matmul, ...) run their NumPy
+forward on the object arrays, elementwise ops apply their `formula` entry by entry, and the
+rest reduce or normalise along axes. Inputs and constants, the leaves, are written here.
 
 sympy simplifies as it builds (`sin(x)` asks whether `x` is a multiple of pi), which recurses
 through the expression: where that recursion runs past Python's limit (a chain a few hundred
@@ -33,7 +35,10 @@ from graphc import ops
 from graphc.errors import GraphError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
+from graphc.ir.op import Constant, Input, has_hook
 from graphc.ops.base import lift
+from graphc.ops.symbolic import as_objects, object_array, sympify
+from graphc.ops.symbolic import entries as array_entries
 
 MAX_ENTRIES = 10_000  # to_sympy writes tensors entry by entry: small tensors only
 
@@ -76,7 +81,7 @@ def to_sympy(nodes, symbols: dict | None = None, cse: bool = False):
     held: set[Node] = set()  # built unevaluated, and so is every node reading one
     for n in order:
         _check_static(n)
-        if n.op.name == "input":
+        if isinstance(n.op, Input):
             v = symbols[n] if n in symbols else _input_symbols(n)
         elif any(x in held for x in n.inputs):
             v = _held(n, [values[x] for x in n.inputs])
@@ -89,10 +94,10 @@ def to_sympy(nodes, symbols: dict | None = None, cse: bool = False):
                 v = _held(n, args)
                 held.add(n)
         if n in shared:
-            entries = _input_symbols(n, real=False)
-            for s, e in zip(entries.flat, v.flat):
-                replacements.append((s, _sympify(e)))
-            v = entries
+            names = _input_symbols(n, real=False)
+            for s, e in zip(names.flat, v.flat):
+                replacements.append((s, sympify(e)))
+            v = names
         values[n] = v
     exprs = [_to_result(values[n]) for n in outs]
     result = exprs[0] if single else exprs
@@ -114,10 +119,10 @@ def _check_symbols_arg(symbols, graph: Graph) -> dict:
                          f"{type(symbols).__name__}")
     out = {}
     for node, sym in symbols.items():
-        if not isinstance(node, Node) or node.graph is not graph or node.op.name != "input":
+        if not isinstance(node, Node) or node.graph is not graph or not isinstance(node.op, Input):
             raise GraphError(f"to_sympy: symbols keys must be inputs of graph {graph.name!r}, "
                              f"got {node!r}")
-        arr = _object_array(sym.as_explicit() if isinstance(sym, MatrixExpr) else sym)
+        arr = object_array(sym.as_explicit() if isinstance(sym, MatrixExpr) else sym)
         if arr.shape != tuple(node.shape):
             raise GraphError(f"to_sympy: the symbols given for input {node.name!r} have shape "
                              f"{arr.shape}, the input has {types.fmt_shape(node.shape)}")
@@ -143,7 +148,7 @@ def _shared(order: list[Node], outs: list[Node]) -> set[Node]:
         for x in n.inputs:
             uses[x] = uses.get(x, 0) + 1
     return {n for n, k in uses.items()
-            if k > 1 and n.op.name not in ("input", "constant") and n not in out_set}
+            if k > 1 and not isinstance(n.op, (Input, Constant)) and n not in out_set}
 
 
 def _input_symbols(n: Node, real: bool = True) -> np.ndarray:
@@ -152,50 +157,17 @@ def _input_symbols(n: Node, real: bool = True) -> np.ndarray:
     if n.dtype.kind == "b":
         kw = {}
     if not n.shape:
-        return _object_array(sympy.Symbol(n.name, **kw))
+        return object_array(sympy.Symbol(n.name, **kw))
     out = np.empty(n.shape, dtype=object)
     for idx in np.ndindex(*n.shape):
         out[idx] = sympy.Symbol(f"{n.name}[{', '.join(map(str, idx))}]", **kw)
     return out
 
 
-def _object_array(value) -> np.ndarray:
-    """A NumPy object array of sympy entries (0-d for a scalar)."""
-    if isinstance(value, (sympy.NDimArray, sympy.MatrixBase)):
-        shape = tuple(value.shape)
-        flat = _entries(value)
-        out = np.empty(len(flat), dtype=object)
-        out[:] = [_sympify(v) for v in flat]
-        return out.reshape(shape)
-    if isinstance(value, np.ndarray):
-        out = np.empty(value.shape, dtype=object)
-        for idx in np.ndindex(*value.shape):
-            out[idx] = _sympify(value[idx])
-        return out
-    out = np.empty((), dtype=object)
-    out[()] = _sympify(value)
-    return out
-
-
-def _entries(arr) -> list:
-    """The entries of a sympy Array or Matrix in C order (iterating an Array gives rows)."""
-    return [arr[idx] for idx in np.ndindex(*arr.shape)]
-
-
-def _sympify(v):
-    """A sympy object for a number or a sympy object; text is refused, never parsed."""
-    if isinstance(v, sympy.Basic):
-        return v
-    if isinstance(v, (str, bytes)) or not isinstance(v, (int, float, np.number, np.bool_)):
-        raise GraphError(f"expected a number or a sympy expression, got {type(v).__name__} "
-                         f"{v!r:.60}")
-    return sympy.sympify(v)
-
-
 def _to_result(arr: np.ndarray):
     if arr.ndim == 0:
-        return _sympify(arr[()])
-    return sympy.Array([_sympify(v) for v in arr.flat], arr.shape)
+        return sympify(arr[()])
+    return sympy.Array([sympify(v) for v in arr.flat], arr.shape)
 
 
 def _number(v) -> sympy.Basic:
@@ -219,191 +191,14 @@ def _number(v) -> sympy.Basic:
 
 def _evaluate(n: Node, args: list[np.ndarray]) -> np.ndarray:
     op = n.op
-    name = op.name
-    if name == "constant":
+    if isinstance(op, Constant):
         return np.vectorize(_number, otypes=[object])(op.value) if op.value.ndim else \
-            _object_array(_number(op.value[()]))
-    if name in STRUCTURAL:
-        with np.errstate(all="ignore"):
-            out = op.forward(*args)
-        return _as_objects(out, n.shape)
-    rule = RULES.get(name)
-    if rule is not None:
-        return _as_objects(rule(op, n, *args), n.shape)
-    scalar_rule = getattr(op, "sympy", None)  # user elementwise ops carry their formula
-    if callable(scalar_rule):
-        return _as_objects(_entrywise(scalar_rule, len(args))(*args), n.shape)
-    raise GraphError(f"to_sympy: node {n.name!r} uses op {op.label()}, which has no sympy "
-                     f"form (supported: {', '.join(sorted(STRUCTURAL | set(RULES)))}, and "
-                     "ops made by gc.elementwise)")
-
-
-def _as_objects(out, shape) -> np.ndarray:
-    if not isinstance(out, np.ndarray) or out.dtype != object:
-        out = _object_array(out) if not isinstance(out, np.ndarray) else \
-            np.asarray(out, dtype=object)
-    return np.broadcast_to(out, shape) if out.shape != tuple(shape) else out
-
-
-def _entrywise(fn, nin: int):
-    """A broadcasting NumPy ufunc over object arrays from a function of sympy scalars."""
-    ufunc = np.frompyfunc(fn, nin, 1)
-
-    def apply(*args):
-        out = ufunc(*args)
-        return out if isinstance(out, np.ndarray) else _object_array(out)
-
-    return apply
-
-
-def _over_axes(x: np.ndarray, axes: tuple[int, ...], keepdims: bool, fn) -> np.ndarray:
-    """Reduce `axes` of an object array with `fn(list of entries)`."""
-    keep = [a for a in range(x.ndim) if a not in axes]
-    moved = np.transpose(x, keep + list(axes))
-    rest = moved.shape[:len(keep)]
-    rows = moved.reshape(rest + (-1,))
-    out = np.empty(rest, dtype=object)
-    for idx in np.ndindex(*rest):
-        out[idx] = fn(list(rows[idx]))
-    if keepdims:
-        out = np.expand_dims(out, axes)
-    return out
-
-
-def _sigmoid(x):
-    return 1 / (1 + sympy.exp(-x))
-
-
-def _softplus(x):
-    return sympy.log(1 + sympy.exp(x))
-
-
-def _cast(op, n, x):
-    src, dst = n.inputs[0].dtype, n.dtype
-    if src.kind == "b":
-        return _entrywise(lambda c: sympy.Piecewise((1, c), (0, True)), 1)(x)
-    if dst.kind in "iu" and src.kind == "f":
-        return _entrywise(lambda v: sympy.sign(v) * sympy.floor(sympy.Abs(v)), 1)(x)
-    if dst.kind == "b":
-        return _entrywise(lambda v: sympy.Ne(v, 0), 1)(x)
-    return x
-
-
-def _where(op, n, c, x, y):
-    return _entrywise(lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3)(c, x, y)
-
-
-def _one_hot(depth: int):
-    return lambda label: [sympy.Piecewise((1, sympy.Eq(label, k)), (0, True))
-                          for k in range(depth)]
-
-
-def _along(axis: int, x: np.ndarray, fn) -> np.ndarray:
-    """fn(row of entries) -> row of entries, along one axis of an object array."""
-    moved = np.moveaxis(x, axis, -1)
-    out = np.empty(moved.shape, dtype=object)
-    for idx in np.ndindex(*moved.shape[:-1]):
-        out[idx] = fn(list(moved[idx]))
-    return np.moveaxis(out, -1, axis)
-
-
-def _softmax_row(row):
-    es = [sympy.exp(v) for v in row]
-    total = sympy.Add(*es)
-    return [e / total for e in es]
-
-
-def _log_softmax_row(row):
-    lse = sympy.log(sympy.Add(*[sympy.exp(v) for v in row]))
-    return [v - lse for v in row]
-
-
-def _cross_entropy(op, n, logits, labels):
-    log_p = _along(-1, logits, _log_softmax_row)
-    if n.inputs[1].dtype.kind in "iu":
-        depth = logits.shape[-1]
-        hot = np.empty(labels.shape + (depth,), dtype=object)
-        for idx in np.ndindex(*labels.shape):
-            hot[idx] = _one_hot(depth)(labels[idx])
-        labels = hot
-    return _over_axes(-(labels * log_p), (logits.ndim - 1,), False, lambda r: sympy.Add(*r))
-
-
-def _count(op, n, x):
-    return _object_array(sympy.Integer(math.prod(x.shape[a] for a in op.axis)))
-
-
-def _eye_like(op, n, x):
-    return _object_array(np.eye(*x.shape, dtype=int))
-
-
-def _unary(fn):
-    return lambda op, n, x: _entrywise(fn, 1)(x)
-
-
-def _binary(fn):
-    return lambda op, n, x, y: _entrywise(fn, 2)(x, y)
-
-
-# Ops that only move, copy, sum or multiply entries: their NumPy forward runs on object arrays.
-STRUCTURAL = {
-    "reshape", "broadcast_to", "expand_dims", "squeeze", "transpose", "concatenate", "stack",
-    "getitem", "scatter_index", "sum", "matmul", "trace", "diag", "add_n", "zeros_like",
-    "ones_like",
-}
-
-RULES = {
-    "neg": _unary(lambda x: -x),
-    "exp": _unary(sympy.exp),
-    "log": _unary(sympy.log),
-    "log1p": _unary(lambda x: sympy.log(1 + x)),
-    "expm1": _unary(lambda x: sympy.exp(x) - 1),
-    "sqrt": _unary(sympy.sqrt),
-    "square": _unary(lambda x: x**2),
-    "abs": _unary(sympy.Abs),
-    "sign": _unary(sympy.sign),
-    "sin": _unary(sympy.sin),
-    "cos": _unary(sympy.cos),
-    "tan": _unary(sympy.tan),
-    "tanh": _unary(sympy.tanh),
-    "sigmoid": _unary(_sigmoid),
-    "softplus": _unary(_softplus),
-    "relu": _unary(lambda x: sympy.Max(x, 0)),
-    "stop_gradient": _unary(lambda x: x),  # the value; the graph's "no gradient" is lost
-    "add": _binary(lambda x, y: x + y),
-    "sub": _binary(lambda x, y: x - y),
-    "mul": _binary(lambda x, y: x * y),
-    "div": _binary(lambda x, y: x / y),
-    "pow": _binary(lambda x, y: x**y),
-    "maximum": _binary(sympy.Max),
-    "minimum": _binary(sympy.Min),
-    "less": _binary(sympy.Lt),
-    "less_equal": _binary(sympy.Le),
-    "greater": _binary(sympy.Gt),
-    "greater_equal": _binary(sympy.Ge),
-    "equal": _binary(sympy.Eq),
-    "not_equal": _binary(sympy.Ne),
-    "where": _where,
-    "cast": _cast,
-    "count": _count,
-    "eye_like": _eye_like,
-    "max": lambda op, n, x: _over_axes(x, op.axis, op.keepdims, lambda r: sympy.Max(*r)),
-    "min": lambda op, n, x: _over_axes(x, op.axis, op.keepdims, lambda r: sympy.Min(*r)),
-    "logsumexp": lambda op, n, x: _over_axes(
-        x, (op.axis % x.ndim,), op.keepdims,
-        lambda r: sympy.log(sympy.Add(*[sympy.exp(v) for v in r]))),
-    "softmax": lambda op, n, x: _along(op.axis, x, _softmax_row),
-    "log_softmax": lambda op, n, x: _along(op.axis, x, _log_softmax_row),
-    "softmax_cross_entropy": _cross_entropy,
-    "one_hot": lambda op, n, labels: _one_hot_array(op.depth, labels),
-}
-
-
-def _one_hot_array(depth: int, labels: np.ndarray) -> np.ndarray:
-    out = np.empty(labels.shape + (depth,), dtype=object)
-    for idx in np.ndindex(*labels.shape):
-        out[idx] = _one_hot(depth)(labels[idx])
-    return out
+            object_array(_number(op.value[()]))
+    if not has_hook(op, "sympy"):
+        raise GraphError(f"to_sympy: node {n.name!r} uses op {op.label()}, which has no sympy "
+                         f"form: {type(op).__name__} defines no hook sympy(node, *args) (ops "
+                         "made by gc.elementwise have one; see graphc.ops.symbolic)")
+    return as_objects(op.sympy(n, *args), n.shape)
 
 
 # == from_sympy =============================================================================
@@ -468,7 +263,7 @@ class _Builder:
     def _bind(self, key, value) -> None:
         if isinstance(key, (sympy.NDimArray, sympy.MatrixBase)):
             node = self._node(value, key)
-            entries = _entries(key)
+            entries = array_entries(key)
             shape = tuple(key.shape)
             if tuple(node.shape) != shape:
                 raise GraphError(f"from_sympy: an array of symbols of shape {shape} is mapped "
@@ -570,7 +365,7 @@ class _Builder:
 
     def _array(self, e) -> Node:
         shape = tuple(e.shape)
-        entries = [self._convert(_sympify(v)) for v in _entries(e)]
+        entries = [self._convert(sympify(v)) for v in array_entries(e)]
         if not entries:
             raise GraphError(f"from_sympy: the array of shape {shape} is empty")
         for v in entries:
@@ -734,6 +529,8 @@ def _const_matrix(value):
     return lambda b, e: b.const(value(*(int(d) for d in e.shape)))
 
 
+# Keyed by sympy's classes, not by graphc op names: what a sympy function becomes is the
+# bridge's knowledge (sympy's types are not graphc's to extend), so this table stays here.
 CONVERTERS = {
     sympy.Add: _add,
     sympy.Mul: _mul,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from graphc.errors import GraphError
 from graphc.ir import types
 from graphc.ir.params import check_params
 
@@ -28,6 +29,30 @@ def register(cls: type[Op]) -> type[Op]:
         raise ValueError(f"an op named {cls.name!r} is already registered")
     OPS[cls.name] = cls
     return cls
+
+
+def has_hook(op, hook: str) -> bool:
+    """Whether an op (or op class) defines `hook` itself rather than inheriting `Op`'s."""
+    cls = op if isinstance(op, type) else type(op)
+    return getattr(cls, hook, None) is not getattr(Op, hook)
+
+
+def missing_hook(op: Op, hook: str, purpose: str) -> GraphError:
+    """The error for an op without a hook that a caller needs: it names the op and the hook."""
+    cls = type(op).__name__
+    return GraphError(f"op {op.label()} has no {hook!r} hook ({purpose}); define "
+                      f"{cls}.{hook} in the op's class")
+
+
+SYMBOLIC_DIM = 128  # what a symbolic dimension counts as in cost estimates
+
+
+def entries(shape: types.Shape) -> float:
+    """How many entries `shape` holds, each symbolic dimension counted as SYMBOLIC_DIM."""
+    size = types.size(shape)
+    if not isinstance(size, int):
+        size = size.subs({s: SYMBOLIC_DIM for s in size.free_symbols})
+    return float(size)
 
 
 class Op:
@@ -55,6 +80,64 @@ class Op:
     def jvp(self, inputs, out, t, i):
         return None
 
+    # -- hooks: analysis, sympy, drawing, batching ------------------------------------------
+    # Flags say what rewrites, drawings and the cost model may assume of the op; the defaults
+    # assume nothing. A subclass inherits them: reset any that no longer holds for it.
+    pure: ClassVar[bool] = True  # the value depends on inputs and parameters only (no state,
+    #                              no randomness): equal nodes merge, nodes over constants fold
+    elementwise: ClassVar[bool] = False  # entry by entry, with NumPy broadcasting
+    linear: ClassVar[bool] = False  # linear in its inputs together (reshape, sum, add_n; not
+    #                                 mul or matmul, which are linear in each input alone)
+    commutative: ClassVar[bool] = False  # the value ignores the order of the inputs
+    bounded: ClassVar[bool] = False  # values in a bounded range (tanh, sin, softmax, one_hot)
+    finite_preserving: ClassVar[bool] = False  # finite wherever its float inputs are finite
+    shape_only: ClassVar[bool] = False  # reads its inputs' shapes and dtypes, never values
+    rearranges: ClassVar[bool] = False  # input 0's entries, moved or repeated, none dropped
+
+    def sympy(self, node, *args):
+        """The op on sympy values, for `gc.to_sympy`: `args` are NumPy object arrays of sympy
+        expressions shaped like the inputs; returns one shaped like `node` (or that broadcasts
+        to it, or a sympy scalar). Helpers: `graphc.ops.symbolic`. Inputs and constants, the
+        graph's leaves, are written by `to_sympy` itself."""
+        raise missing_hook(self, "sympy", "gc.to_sympy writes every node through it")
+
+    def cost(self, node) -> float:
+        """Estimated flops to compute `node`, for the cost model that picks an HVP mode: by
+        default one per entry read and written (elementwise work is memory-bound)."""
+        return entries(node.shape) + sum(entries(x.shape) for x in node.inputs)
+
+    def batch(self, node, ins, m):
+        """`node` rebuilt over inputs of which some carry a leading batch axis of length `m`
+        (`ins`: one `(node, batched)` pair per input), a node of shape `(m, *node.shape)`:
+        how `jacobian` and `hessian` vectorize. `NotImplemented` (the default) asks the
+        vectorizer for its general rule: an elementwise op broadcasts over the batch axis,
+        any other op runs row by row (correct for every op; m nodes where a rule makes one)."""
+        return NotImplemented
+
+    # -- hooks: code emission ---------------------------------------------------------------
+    # How a code-generation backend (graphc/compile/emit.py) writes the op. The NumPy backend
+    # calls the op's `ufunc` when it declares one (`np.exp(x)`, with `out=` into the buffer of
+    # an operand that dies there), else its `emit_numpy`, else its own `forward`; a fused
+    # kernel (numba) writes its `scalar` form. A declaration counts only where it is made at
+    # or below the class that defines `forward` (or an elementwise op's `fn`): a subclass that
+    # computes something else never inherits a form that computes the old thing.
+    ufunc: ClassVar[np.ufunc | None] = None  # the NumPy ufunc the op is, inputs in order;
+    #                       with arity None, a binary ufunc folded left into one buffer (add_n)
+    ufunc_operands: ClassVar[str | None] = None  # the ufunc's operands when they are not the
+    #                       inputs in order: relu is maximum(x, 0), `{0}, {zero}` (a 0-d zero)
+    fresh: ClassVar[bool] = False  # forward returns a new array that it owns (for ndim >= 1):
+    #                       once dead, its buffer may hold another step's result (`out=`)
+    scalar: ClassVar[str | None] = None  # the op on float scalars `{0}`, `{1}` in a fused
+    #                       kernel (`np.exp({0})`; NumPy's semantics): declaring it makes the
+    #                       op fusible; with arity None, a binary form folded left (add_n)
+
+    def emit_numpy(self, node, args: list[str], ctx) -> str | None:
+        """NumPy source computing `node` from the variables `args`: an expression, or None to
+        call `forward`. Parameters reach the source only through `ctx.literal` (ints, None,
+        slices and tuples of them; None for anything else); `ctx.dtype` names a dtype and
+        `ctx.bind(base, value, key)` makes a global (graphc/compile/numpy_backend.py)."""
+        return None
+
     # -- parameters -------------------------------------------------------------------------
     def __post_init__(self) -> None:
         """Check the declared parameters (`graphc.ir.params`): builders and files alike."""
@@ -67,7 +150,7 @@ class Op:
 
     def label(self) -> str:
         """Short text for drawings and listings: the name and the parameters that are set."""
-        shown = [f"{k}={_fmt_param(v)}" for k, v in self.params().items() if v is not None]
+        shown = [f"{k}={fmt_param(v)}" for k, v in self.params().items() if v is not None]
         return f"{self.name}({', '.join(shown)})" if shown else self.name
 
     def free_symbols(self) -> set:
@@ -81,17 +164,29 @@ class Op:
             self, **{k: types.substitute(v, env) for k, v in self.params().items()})
 
 
-def _fmt_param(v) -> str:
+def fmt_param(v) -> str:
+    """A parameter value as a label shows it: `0:3` for a slice, `(1,)`, `...`, `float32`."""
     if isinstance(v, np.dtype):
         return str(v)
     if isinstance(v, slice):
         parts = ["" if p is None else str(p) for p in (v.start, v.stop, v.step)]
         return ":".join(parts[:2] if v.step is None else parts)
     if isinstance(v, tuple):
-        return "(" + ", ".join(_fmt_param(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+        return "(" + ", ".join(fmt_param(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     if v is Ellipsis:
         return "..."
     return str(v)
+
+
+def op_key(op: Op):
+    """An op as a hashable key: itself (a frozen dataclass), or its repr when a parameter is
+    unhashable (a slice, before Python 3.12); the repr of every parameter type is exact.
+    Merging (hash-consing) and the compiled-program cache both compare ops by it."""
+    try:
+        hash(op)
+        return (type(op), op)
+    except TypeError:
+        return (type(op), repr(op))
 
 
 @register
@@ -102,6 +197,9 @@ class Input(Op):
     name: ClassVar[str] = "input"
     differentiable: ClassVar[bool] = False
     arity: ClassVar[int | None] = 0
+
+    def cost(self, node) -> float:
+        return 0.0  # fed, not computed
 
 
 @register
@@ -116,6 +214,9 @@ class Constant(Op):
 
     def forward(self) -> np.ndarray:
         return self.value
+
+    def cost(self, node) -> float:
+        return 0.0  # baked in, not computed
 
     def label(self) -> str:
         v = self.value

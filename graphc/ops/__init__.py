@@ -1,6 +1,6 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
-from graphc.ops import operators
+from graphc.ops import operators, scatter  # noqa: F401 - scatter registers scatter_add
 from graphc.ops.elementwise import (
     abs,
     add,

@@ -1,5 +1,6 @@
 """Shared machinery of the op library: lifting Python values into the graph, building nodes
-atomically, and the elementwise base class with its one-derivative-rule convention."""
+atomically, the elementwise base class with its one-derivative-rule convention (and
+`elementwise_op`, its one-line factory), and the helpers of the ops' batching rules."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Op
+from graphc.ir.op import Op, missing_hook
+from graphc.ops import symbolic
 
 
 def graph_of(*args) -> Graph:
@@ -88,12 +90,20 @@ class Elementwise(Op):
 
     `fn` is the NumPy forward. `derivs[i](*inputs, out)` gives d out / d input_i as a node (or
     ONE, MINUS_ONE, or None where no gradient flows); from that single rule
-    `bprop = g * d` and `jvp = t * d`, so the two cannot disagree.
+    `bprop = g * d` and `jvp = t * d`, so the two cannot disagree. `formula` is the op on
+    sympy scalars (`sympy.exp`), from which its `sympy` hook follows entry by entry.
     """
 
     fn: ClassVar[Callable]
     derivs: ClassVar[tuple[Callable | None, ...]] = ()
     float_only: ClassVar[bool] = False  # integer inputs give a float result (like np.exp)
+    elementwise: ClassVar[bool] = True
+    formula: ClassVar[Callable | None] = None
+
+    def sympy(self, node, *args):
+        if self.formula is None:
+            raise missing_hook(self, "formula", "the op on sympy scalars, for gc.to_sympy")
+        return symbolic.entrywise(self.formula, len(args))(*args)
 
     def infer(self, *xs: Node):
         try:
@@ -140,16 +150,75 @@ def scale(v: Node, d) -> Node | None:
     return v * d
 
 
-def elementwise(name: str, fn: Callable, derivs, doc: str, arity: int = 1) -> type[Op]:
-    """Stamp out an elementwise op class: one line per op in the library."""
+# -- batching: helpers of the ops' `batch` hooks (jacobian and hessian vectorize with them) --
+def shift_axis(axis: int) -> int:
+    """An axis of the unbatched op, counted in the batched one (negative axes stay)."""
+    return axis if axis < 0 else axis + 1
+
+
+def pad_batched(x: Node, ndim: int) -> Node:
+    """A batched node (m, *s) reshaped to (m, 1, ..., 1, *s) of rank ndim + 1 for broadcasting."""
+    from graphc.ops.shape import reshape
+
+    extra = ndim + 1 - x.ndim
+    if extra <= 0:
+        return x
+    return reshape(x, (x.shape[0], *(1,) * extra, *x.shape[1:]))
+
+
+def all_batched(ins, m) -> list[Node]:
+    """Every input with the batch axis: the unbatched ones broadcast along it."""
+    from graphc.ops.shape import broadcast_to
+
+    return [x if b else broadcast_to(x, (m, *x.shape)) for x, b in ins]
+
+
+def batch_elementwise(node: Node, ins) -> Node:
+    """The general rule for an elementwise op: batched inputs padded so that broadcasting
+    lines their batch axes up, unbatched ones as they are."""
+    return node.graph.apply(node.op, [pad_batched(x, node.ndim) if b else x for x, b in ins])
+
+
+def batch_by_rows(node: Node, ins, m) -> Node:
+    """The general rule for any op: applied to each row of the batched inputs, the results
+    stacked (m + 1 nodes; correct whatever the op does with its axes)."""
+    from graphc.ops.shape import getitem, stack
+
+    if not isinstance(m, int):
+        raise GraphError(f"vectorize: op {node.op.label()} has no 'batch' hook and the batch "
+                         f"size {m} is symbolic, so it cannot run row by row; define "
+                         f"{type(node.op).__name__}.batch")
+    return stack([node.graph.apply(node.op, [getitem(x, k) if b else x for x, b in ins])
+                  for k in range(m)])
+
+
+def elementwise_op(name: str, fn: Callable, derivs, doc: str, arity: int = 1, *,
+                   formula: Callable | None = None, scalar: str | None = None,
+                   ufunc: np.ufunc | None = None, ufunc_operands: str | None = None,
+                   **flags) -> type[Op]:
+    """Stamp out an elementwise op class: one line per op in the library.
+
+    `formula` is the op on sympy scalars (its `sympy` hook); `flags` set the op's flags
+    (`bounded=True`, `commutative=True`, ...; see `graphc.ir.op.Op`). Code emission
+    (`Op`, "hooks: code emission"): `scalar` is the op in a fused kernel; `ufunc` the NumPy
+    ufunc it is (`fn` itself when `fn` is a ufunc), with `ufunc_operands` when its operands
+    are not the inputs in order.
+    """
     import dataclasses
 
     from graphc.ir.op import register
 
+    unknown = sorted(k for k in flags if not isinstance(getattr(Op, k, None), bool))
+    if unknown:
+        raise TypeError(f"elementwise_op {name!r}: {unknown} are not op flags")
     cls = type(name.capitalize(), (Elementwise,), {
         "__doc__": doc, "name": name, "arity": arity,
         "fn": staticmethod(fn), "derivs": tuple(derivs),
         "differentiable": any(d is not None for d in derivs),
+        "formula": None if formula is None else staticmethod(formula),
+        "ufunc": ufunc if ufunc is not None else fn if isinstance(fn, np.ufunc) else None,
+        "ufunc_operands": ufunc_operands, "scalar": scalar,
+        **flags,
         "__module__": "graphc.ops.elementwise",
     })
     return register(dataclasses.dataclass(frozen=True)(cls))

@@ -54,8 +54,8 @@ class SympyElementwise(Elementwise):
             out = np.broadcast_to(out, shape)
         return np.array(out, dtype=dtype)  # a fresh, writable array of the input's precision
 
-    def sympy(self, *args):
-        """This op's formula applied to sympy arguments (used by `gc.to_sympy`)."""
+    def formula(self, *args):
+        """This op's formula applied to sympy scalars (its `sympy` hook, for `gc.to_sympy`)."""
         return self.expr.xreplace(dict(zip(self.symbols, args)))
 
 

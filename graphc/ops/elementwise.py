@@ -12,36 +12,68 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.special
+import sympy
 
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.op import Op, register
 from graphc.ir.params import DTYPE, param
-from graphc.ops.base import MINUS_ONE, ONE, atomic, build, elementwise, graph_of, lift
+from graphc.ops import symbolic
+from graphc.ops.base import (
+    MINUS_ONE,
+    ONE,
+    all_batched,
+    atomic,
+    build,
+    elementwise_op,
+    graph_of,
+    lift,
+)
 
-E = elementwise  # stanza prefix: E(name, numpy forward, [d out/d x_i rules], why)
+# stanza: E(name, numpy forward, [d out/d x_i rules], why, formula=the op on sympy scalars,
+# scalar=the op in a fused kernel, flags), the flags those of graphc.ir.op.Op (bounded, linear,
+# commutative, ...); a forward that is a NumPy ufunc is the op's `ufunc` in generated code
+E = elementwise_op
 
 # -- unary ---------------------------------------------------------------------------------
-Neg = E("neg", np.negative, [lambda x, y: MINUS_ONE], "-x; linear.")
-Exp = E("exp", np.exp, [lambda x, y: y], "e**x; its own derivative, reused from the output.")
-Log = E("log", np.log, [lambda x, y: 1.0 / x], "Natural log; domain x > 0.")
+Neg = E("neg", np.negative, [lambda x, y: MINUS_ONE], "-x; linear.",
+        formula=lambda x: -x, scalar="-{0}", linear=True, finite_preserving=True)
+Exp = E("exp", np.exp, [lambda x, y: y], "e**x; its own derivative, reused from the output.",
+        formula=sympy.exp, scalar="np.exp({0})")
+Log = E("log", np.log, [lambda x, y: 1.0 / x], "Natural log; domain x > 0.", formula=sympy.log,
+        scalar="np.log({0})")
 Log1p = E("log1p", np.log1p, [lambda x, y: 1.0 / (1.0 + x)],
-          "log(1 + x), accurate for small x; domain x > -1.")
-Expm1 = E("expm1", np.expm1, [lambda x, y: y + 1.0], "e**x - 1, accurate for small x.")
-Sqrt = E("sqrt", np.sqrt, [lambda x, y: 0.5 / y], "Square root; derivative infinite at 0.")
-Square = E("square", np.square, [lambda x, y: 2.0 * x], "x*x as one op.")
-Abs = E("abs", np.abs, [lambda x, y: sign(x)], "|x|; abs'(0) = sign(0) = 0.")
-Sign = E("sign", np.sign, [None], "-1, 0 or 1; derivative 0 everywhere it exists.")
-Sin = E("sin", np.sin, [lambda x, y: cos(x)], "Sine.")
-Cos = E("cos", np.cos, [lambda x, y: -sin(x)], "Cosine.")
-Tan = E("tan", np.tan, [lambda x, y: 1.0 + square(y)], "Tangent; tan' = 1 + tan**2.")
-Tanh = E("tanh", np.tanh, [lambda x, y: 1.0 - square(y)], "Hyperbolic tangent.")
+          "log(1 + x), accurate for small x; domain x > -1.", formula=lambda x: sympy.log(1 + x),
+          scalar="np.log1p({0})")
+Expm1 = E("expm1", np.expm1, [lambda x, y: y + 1.0], "e**x - 1, accurate for small x.",
+          formula=lambda x: sympy.exp(x) - 1, scalar="np.expm1({0})")
+Sqrt = E("sqrt", np.sqrt, [lambda x, y: 0.5 / y], "Square root; derivative infinite at 0.",
+         formula=sympy.sqrt, scalar="np.sqrt({0})")
+Square = E("square", np.square, [lambda x, y: 2.0 * x], "x*x as one op.",
+           formula=lambda x: x**2, scalar="{0} * {0}")
+Abs = E("abs", np.abs, [lambda x, y: sign(x)], "|x|; abs'(0) = sign(0) = 0.",
+        formula=sympy.Abs, scalar="np.abs({0})", finite_preserving=True)
+Sign = E("sign", np.sign, [None], "-1, 0 or 1; derivative 0 everywhere it exists.",
+         formula=sympy.sign, scalar="np.sign({0})", bounded=True)
+Sin = E("sin", np.sin, [lambda x, y: cos(x)], "Sine.", formula=sympy.sin,
+        scalar="np.sin({0})", bounded=True)
+Cos = E("cos", np.cos, [lambda x, y: -sin(x)], "Cosine.", formula=sympy.cos,
+        scalar="np.cos({0})", bounded=True)
+Tan = E("tan", np.tan, [lambda x, y: 1.0 + square(y)], "Tangent; tan' = 1 + tan**2.",
+        formula=sympy.tan, scalar="np.tan({0})")
+Tanh = E("tanh", np.tanh, [lambda x, y: 1.0 - square(y)], "Hyperbolic tangent.",
+         formula=sympy.tanh, scalar="np.tanh({0})", bounded=True)
 Sigmoid = E("sigmoid", scipy.special.expit, [lambda x, y: y * (1.0 - y)],
-            "Logistic 1/(1+e**-x), stable for large |x| (scipy's expit).")
+            "Logistic 1/(1+e**-x), stable for large |x| (scipy's expit).",
+            formula=lambda x: 1 / (1 + sympy.exp(-x)), scalar="1.0 / (1.0 + np.exp(-{0}))",
+            bounded=True)
 Softplus = E("softplus", lambda x: np.logaddexp(0.0, x), [lambda x, y: sigmoid(x)],
-             "log(1 + e**x), stable for large |x|.")
+             "log(1 + e**x), stable for large |x|.", formula=lambda x: sympy.log(1 + sympy.exp(x)),
+             scalar="({0} if {0} > 0.0 else 0.0) + np.log1p(np.exp(-np.abs({0})))",
+             ufunc=np.logaddexp, ufunc_operands="{zero}, {0}")
 Relu = E("relu", lambda x: np.maximum(x, 0), [lambda x, y: cast(x > 0, y.dtype)],
-         "max(x, 0); relu'(0) = 0.")
+         "max(x, 0); relu'(0) = 0.", formula=lambda x: sympy.Max(x, 0),
+         scalar="np.maximum({0}, 0.0)", ufunc=np.maximum, ufunc_operands="{0}, {zero}")
 
 
 # -- binary --------------------------------------------------------------------------------
@@ -50,29 +82,37 @@ def _tie(x, y, strict_wins):
     return cast(strict_wins, x.dtype) + 0.5 * cast(x == y, x.dtype)
 
 
-Add = E("add", np.add, [lambda x, y, o: ONE, lambda x, y, o: ONE], "x + y.", 2)
-Sub = E("sub", np.subtract, [lambda x, y, o: ONE, lambda x, y, o: MINUS_ONE], "x - y.", 2)
-Mul = E("mul", np.multiply, [lambda x, y, o: y, lambda x, y, o: x], "x * y.", 2)
+Add = E("add", np.add, [lambda x, y, o: ONE, lambda x, y, o: ONE], "x + y.", 2,
+        formula=lambda x, y: x + y, scalar="{0} + {1}", linear=True, commutative=True)
+Sub = E("sub", np.subtract, [lambda x, y, o: ONE, lambda x, y, o: MINUS_ONE], "x - y.", 2,
+        formula=lambda x, y: x - y, scalar="{0} - {1}", linear=True)
+Mul = E("mul", np.multiply, [lambda x, y, o: y, lambda x, y, o: x], "x * y.", 2,
+        formula=lambda x, y: x * y, scalar="{0} * {1}", commutative=True)
 Div = E("div", np.true_divide, [lambda x, y, o: 1.0 / y, lambda x, y, o: -o / y],
-        "x / y (true division).", 2)
+        "x / y (true division).", 2, formula=lambda x, y: x / y, scalar="{0} / {1}")
 Pow = E("pow", np.power,
         [lambda x, y, o: y * x ** (y - 1.0),
          lambda x, y, o: o * log(where(x > 0, x, 1.0))],
-        "x ** y; d/dy uses log(x) where x > 0, 0 elsewhere.", 2)
+        "x ** y; d/dy uses log(x) where x > 0, 0 elsewhere.", 2, formula=lambda x, y: x**y,
+        scalar="np.power({0}, {1})")
 Maximum = E("maximum", np.maximum,
             [lambda x, y, o: _tie(x, y, x > y), lambda x, y, o: _tie(y, x, y > x)],
-            "Elementwise max; a tie sends half the gradient to each side.", 2)
+            "Elementwise max; a tie sends half the gradient to each side.", 2,
+            formula=sympy.Max, scalar="np.maximum({0}, {1})", commutative=True)
 Minimum = E("minimum", np.minimum,
             [lambda x, y, o: _tie(x, y, x < y), lambda x, y, o: _tie(y, x, y < x)],
-            "Elementwise min; a tie sends half the gradient to each side.", 2)
+            "Elementwise min; a tie sends half the gradient to each side.", 2,
+            formula=sympy.Min, scalar="np.minimum({0}, {1})", commutative=True)
 
 # Comparisons give boolean nodes through which no gradient flows.
-Less = E("less", np.less, [], "x < y, boolean.", 2)
-LessEqual = E("less_equal", np.less_equal, [], "x <= y, boolean.", 2)
-Greater = E("greater", np.greater, [], "x > y, boolean.", 2)
-GreaterEqual = E("greater_equal", np.greater_equal, [], "x >= y, boolean.", 2)
-Equal = E("equal", np.equal, [], "x == y, boolean.", 2)
-NotEqual = E("not_equal", np.not_equal, [], "x != y, boolean.", 2)
+Less = E("less", np.less, [], "x < y, boolean.", 2, formula=sympy.Lt)
+LessEqual = E("less_equal", np.less_equal, [], "x <= y, boolean.", 2, formula=sympy.Le)
+Greater = E("greater", np.greater, [], "x > y, boolean.", 2, formula=sympy.Gt)
+GreaterEqual = E("greater_equal", np.greater_equal, [], "x >= y, boolean.", 2,
+                 formula=sympy.Ge)
+Equal = E("equal", np.equal, [], "x == y, boolean.", 2, formula=sympy.Eq, commutative=True)
+NotEqual = E("not_equal", np.not_equal, [], "x != y, boolean.", 2, formula=sympy.Ne,
+             commutative=True)
 
 
 @register
@@ -82,6 +122,9 @@ class Where(Op):
 
     name: ClassVar[str] = "where"
     arity: ClassVar[int] = 3
+    elementwise: ClassVar[bool] = True
+    finite_preserving: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
 
     def infer(self, c, x, y):
         if c.dtype != np.bool_:
@@ -100,6 +143,9 @@ class Where(Op):
 
     jvp = bprop
 
+    def sympy(self, node, c, x, y):
+        return symbolic.entrywise(lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3)(c, x, y)
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +153,9 @@ class Cast(Op):
     """Convert to `dtype`; gradients flow between float dtypes only."""
 
     name: ClassVar[str] = "cast"
+    elementwise: ClassVar[bool] = True
+    finite_preserving: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
     dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
     def infer(self, x):
@@ -114,6 +163,9 @@ class Cast(Op):
 
     def forward(self, x):
         return x.astype(self.dtype)
+
+    def emit_numpy(self, node, args, ctx):
+        return f"{args[0]}.astype({ctx.dtype(node.dtype)})"
 
     def bprop(self, inputs, out, g, i):
         x = inputs[0]
@@ -126,6 +178,16 @@ class Cast(Op):
             return None
         return cast(t, self.dtype)
 
+    def sympy(self, node, x):
+        src, dst = node.inputs[0].dtype, node.dtype
+        if src.kind == "b":
+            return symbolic.entrywise(lambda c: sympy.Piecewise((1, c), (0, True)), 1)(x)
+        if dst.kind in "iu" and src.kind == "f":  # truncation toward zero
+            return symbolic.entrywise(lambda v: sympy.sign(v) * sympy.floor(sympy.Abs(v)), 1)(x)
+        if dst.kind == "b":
+            return symbolic.entrywise(lambda v: sympy.Ne(v, 0), 1)(x)
+        return x
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -134,12 +196,19 @@ class StopGradient(Op):
 
     name: ClassVar[str] = "stop_gradient"
     differentiable: ClassVar[bool] = False
+    elementwise: ClassVar[bool] = True
 
     def infer(self, x):
         return x.shape, x.dtype
 
     def forward(self, x):
         return x
+
+    def sympy(self, node, x):
+        return x  # the value; the graph's "no gradient" mark has no sympy form
+
+    def cost(self, node):
+        return 0.0  # the input itself
 
 
 @register
@@ -149,6 +218,11 @@ class ZerosLike(Op):
 
     name: ClassVar[str] = "zeros_like"
     differentiable: ClassVar[bool] = False
+    elementwise: ClassVar[bool] = True
+    bounded: ClassVar[bool] = True
+    shape_only: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
 
     def infer(self, x):
         return x.shape, x.dtype
@@ -164,6 +238,11 @@ class OnesLike(Op):
 
     name: ClassVar[str] = "ones_like"
     differentiable: ClassVar[bool] = False
+    elementwise: ClassVar[bool] = True
+    bounded: ClassVar[bool] = True
+    shape_only: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
 
     def infer(self, x):
         return x.shape, x.dtype
@@ -234,6 +313,13 @@ class AddN(Op):
 
     name: ClassVar[str] = "add_n"
     arity: ClassVar[None] = None
+    linear: ClassVar[bool] = True
+    commutative: ClassVar[bool] = True
+    sympy = symbolic.run_forward
+    # code: np.add folded left into one buffer, as forward adds; `a + b + ...` in a kernel
+    ufunc: ClassVar[np.ufunc] = np.add
+    fresh: ClassVar[bool] = True
+    scalar: ClassVar[str] = "{0} + {1}"
 
     def infer(self, *xs):
         if not xs:
@@ -257,6 +343,9 @@ class AddN(Op):
 
     def jvp(self, inputs, out, t, i):
         return t
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(self, all_batched(ins, m))  # shapes must match: no padding
 
 
 @atomic

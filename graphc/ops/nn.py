@@ -11,12 +11,14 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.special
+import sympy
 
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.op import Op, register
 from graphc.ir.params import AXIS, COUNT, DTYPE, FLAG, param
-from graphc.ops.base import as_float_dtype, atomic, build, graph_of, lift
+from graphc.ops import symbolic
+from graphc.ops.base import all_batched, as_float_dtype, atomic, build, graph_of, lift, shift_axis
 from graphc.ops.elementwise import exp
 from graphc.ops.reduce import sum as _sum
 from graphc.ops.shape import expand_dims
@@ -26,6 +28,10 @@ class _AlongAxis(Op):
     """An op that normalises over one axis and keeps the input's shape."""
 
     axis: int
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(dataclasses.replace(self, axis=shift_axis(self.axis)),
+                                [ins[0][0]])
 
     def infer(self, x):
         if x.ndim == 0:
@@ -42,6 +48,7 @@ class LogSumExp(Op):
     """log(sum(exp(x))) over `axis`, shifted by the max so that it never overflows."""
 
     name: ClassVar[str] = "logsumexp"
+    fresh: ClassVar[bool] = True
     axis: int = param(AXIS, -1)
     keepdims: bool = param(FLAG, False)
 
@@ -66,6 +73,12 @@ class LogSumExp(Op):
     def jvp(self, inputs, out, t, i):
         return _sum(self._weights(inputs[0], out) * t, self.axis, self.keepdims)
 
+    def sympy(self, node, x):
+        return symbolic.over_axes(x, (self.axis % x.ndim,), self.keepdims,
+                                  symbolic.logsumexp_row)
+
+    batch = _AlongAxis.batch
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +86,8 @@ class Softmax(_AlongAxis):
     """exp(x) / sum(exp(x)) over `axis`, shifted by the max."""
 
     name: ClassVar[str] = "softmax"
+    bounded: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
     axis: int = param(AXIS, -1)
 
     def forward(self, x):
@@ -83,6 +98,9 @@ class Softmax(_AlongAxis):
 
     jvp = bprop  # the Jacobian of softmax is symmetric
 
+    def sympy(self, node, x):
+        return symbolic.along(self.axis, x, symbolic.softmax_row)
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +108,7 @@ class LogSoftmax(_AlongAxis):
     """x - logsumexp(x) over `axis`."""
 
     name: ClassVar[str] = "log_softmax"
+    fresh: ClassVar[bool] = True
     axis: int = param(AXIS, -1)
 
     def forward(self, x):
@@ -101,6 +120,9 @@ class LogSoftmax(_AlongAxis):
     def jvp(self, inputs, out, t, i):
         return t - _sum(exp(out) * t, self.axis, keepdims=True)
 
+    def sympy(self, node, x):
+        return symbolic.along(self.axis, x, symbolic.log_softmax_row)
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +131,8 @@ class OneHot(Op):
 
     name: ClassVar[str] = "one_hot"
     differentiable: ClassVar[bool] = False
+    bounded: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
     depth: int = param(COUNT, 1)
     dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
@@ -122,6 +146,12 @@ class OneHot(Op):
             raise ValueError(f"class ids must lie in [0, {self.depth}), got values in "
                              f"[{labels.min()}, {labels.max()}]")
         return np.eye(self.depth, dtype=self.dtype)[labels]
+
+    def sympy(self, node, labels):
+        return symbolic.one_hot(self.depth, labels)
+
+    def batch(self, node, ins, m):  # rows of the labels' batch axis give rows of the result
+        return node.graph.apply(self, [ins[0][0]])
 
 
 @register
@@ -137,6 +167,7 @@ class SoftmaxCrossEntropy(Op):
 
     name: ClassVar[str] = "softmax_cross_entropy"
     arity: ClassVar[int] = 2
+    fresh: ClassVar[bool] = True
 
     def infer(self, logits, labels):
         if logits.ndim == 0:
@@ -192,6 +223,16 @@ class SoftmaxCrossEntropy(Op):
         if not types.is_float(labels.dtype):
             return None
         return _sum(t * -log_softmax(logits), -1)
+
+    def sympy(self, node, logits, labels):
+        log_p = symbolic.along(-1, logits, symbolic.log_softmax_row)
+        if node.inputs[1].dtype.kind in "iu":
+            labels = symbolic.one_hot(logits.shape[-1], labels)
+        return symbolic.over_axes(-(labels * log_p), (logits.ndim - 1,), False,
+                                  lambda r: sympy.Add(*r))
+
+    def batch(self, node, ins, m):  # over the last axis only: a leading batch axis is a row
+        return node.graph.apply(self, all_batched(ins, m))
 
 
 def logsumexp(x, axis=-1, keepdims=False):

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import numpy as np
+import sympy
 
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import Op, register
 from graphc.ir.params import AXES, DTYPE, FLAG, param
+from graphc.ops import symbolic
 from graphc.ops.base import as_float_dtype, atomic, build, graph_of, lift
 from graphc.ops.elementwise import cast, equal
 from graphc.ops.shape import broadcast_to, expand_dims, reshape
+
+# A sum over a leading or trailing axis of at most this many float entries is generated as a
+# dot product with a vector of ones (Sum.emit_numpy).
+SMALL_SUM = 1024
 
 
 class _Reduce(Op):
@@ -39,6 +46,10 @@ class _Reduce(Op):
         """A reduced node with the reduced axes put back as length 1."""
         return v if self.keepdims or not self.axis else expand_dims(v, self.axis)
 
+    def batch(self, node, ins, m):
+        op = dataclasses.replace(self, axis=tuple(a + 1 for a in self.axis))
+        return node.graph.apply(op, [ins[0][0]])
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,9 @@ class Sum(_Reduce):
     """Sum over axes; the cotangent is broadcast back over them."""
 
     name: ClassVar[str] = "sum"
+    linear: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
     axis: tuple = param(AXES, ())
     keepdims: bool = param(FLAG, False)
 
@@ -54,6 +68,28 @@ class Sum(_Reduce):
 
     def forward(self, x):
         return np.sum(x, axis=self.axis, keepdims=self.keepdims)
+
+    def emit_numpy(self, node, args, ctx):
+        """`np.add.reduce`; over the one axis of a vector, or the first or last axis of a
+        small float matrix, a dot product with ones (same dtype): ~0.3 us a call against
+        ~0.85 us for np.add.reduce's set-up."""
+        axis = ctx.literal(tuple(self.axis))
+        if not self.axis or axis is None or not isinstance(self.keepdims, bool):
+            return None
+        x = node.inputs[0]
+        if (not self.keepdims and x.dtype in (np.float32, np.float64) and node.dtype == x.dtype
+                and x.ndim in (1, 2) and len(self.axis) == 1
+                and all(isinstance(d, int) for d in x.shape) and math.prod(x.shape) <= SMALL_SUM):
+            a = int(self.axis[0]) % x.ndim
+            size = int(x.shape[a])
+            vec = np.ones(size, x.dtype)
+            vec.flags.writeable = False
+            ones = ctx.bind(f"_ones_{size}_{ctx.identifier(x.dtype.str)}", vec,
+                            key=("ones", size, x.dtype))
+            return f"{args[0]}.dot({ones})" if a == x.ndim - 1 else f"{ones}.dot({args[0]})"
+        if not self.keepdims:  # positional arguments: ~0.1 us less per call
+            return f"np.add.reduce({args[0]}, {axis})"
+        return f"np.add.reduce({args[0]}, axis={axis}, keepdims=True)"
 
     def bprop(self, inputs, out, g, i):
         return broadcast_to(self.keep(g), inputs[0].shape)
@@ -86,11 +122,15 @@ class Max(_Extremum):
     """Largest entry over axes; ties share the gradient equally."""
 
     name: ClassVar[str] = "max"
+    fresh: ClassVar[bool] = True
     axis: tuple = param(AXES, ())
     keepdims: bool = param(FLAG, False)
 
     def forward(self, x):
         return np.max(x, axis=self.axis, keepdims=self.keepdims)
+
+    def sympy(self, node, x):
+        return symbolic.over_axes(x, self.axis, self.keepdims, lambda r: sympy.Max(*r))
 
 
 @register
@@ -99,11 +139,15 @@ class Min(_Extremum):
     """Smallest entry over axes; ties share the gradient equally."""
 
     name: ClassVar[str] = "min"
+    fresh: ClassVar[bool] = True
     axis: tuple = param(AXES, ())
     keepdims: bool = param(FLAG, False)
 
     def forward(self, x):
         return np.min(x, axis=self.axis, keepdims=self.keepdims)
+
+    def sympy(self, node, x):
+        return symbolic.over_axes(x, self.axis, self.keepdims, lambda r: sympy.Min(*r))
 
 
 @register
@@ -116,6 +160,7 @@ class Count(Op):
 
     name: ClassVar[str] = "count"
     differentiable: ClassVar[bool] = False
+    shape_only: ClassVar[bool] = True
     axis: tuple = param(AXES, ())
     dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
@@ -128,6 +173,13 @@ class Count(Op):
 
     def forward(self, x):
         return np.asarray(np.prod([x.shape[a] for a in self.axis]), dtype=self.dtype)
+
+    def sympy(self, node, x):
+        return symbolic.object_array(sympy.Integer(math.prod(x.shape[a] for a in self.axis)))
+
+    def batch(self, node, ins, m):  # the same count for every row
+        count = node.graph.apply(Count(tuple(a + 1 for a in self.axis), self.dtype), [ins[0][0]])
+        return broadcast_to(count, (m,))
 
 
 def _axes(name, x, axis):

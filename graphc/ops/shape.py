@@ -14,15 +14,32 @@ from graphc.ir import types
 from graphc.ir.graph import Node
 from graphc.ir.op import Op, register
 from graphc.ir.params import AXES, AXIS, INDEX, PERMUTATION, SHAPE, param
-from graphc.ops.base import atomic, build, graph_of, lift
+from graphc.ops import symbolic
+from graphc.ops.base import all_batched, atomic, build, graph_of, lift, pad_batched, shift_axis
 from graphc.ops.elementwise import zeros_like
 
 
 class _Linear(Op):
-    """A linear op of one input: the tangent goes through the op itself."""
+    """A shape move of one input: linear (the tangent goes through the op itself), a view
+    (NumPy copies nothing, so it costs nothing), finite where its input is, and written in
+    sympy by its own forward on object arrays."""
+
+    linear: ClassVar[bool] = True
+    finite_preserving: ClassVar[bool] = True
+    sympy = symbolic.run_forward
 
     def jvp(self, inputs, out, t, i):
         return build(self, t)
+
+    def cost(self, node):
+        return 0.0
+
+
+def _as_reshape(node, args, ctx) -> str | None:
+    """`x.reshape(shape)` to the node's static shape: NumPy code for a shape move that keeps
+    the entries' order (reshape, expand_dims, squeeze)."""
+    shape = ctx.literal(tuple(node.shape))
+    return None if shape is None else f"{args[0]}.reshape({shape})"
 
 
 @register
@@ -31,6 +48,7 @@ class Reshape(_Linear):
     """New shape, same entries in C order."""
 
     name: ClassVar[str] = "reshape"
+    rearranges: ClassVar[bool] = True
     shape: tuple = param(SHAPE, ())
 
     def infer(self, x):
@@ -42,8 +60,14 @@ class Reshape(_Linear):
     def forward(self, x):
         return x.reshape(self.shape)
 
+    def emit_numpy(self, node, args, ctx):
+        return _as_reshape(node, args, ctx)
+
     def bprop(self, inputs, out, g, i):
         return reshape(g, inputs[0].shape)
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(Reshape((m, *self.shape)), [ins[0][0]])
 
 
 @register
@@ -52,6 +76,7 @@ class BroadcastTo(_Linear):
     """NumPy broadcast to `shape`; the adjoint sum is done centrally by `grad`."""
 
     name: ClassVar[str] = "broadcast_to"
+    rearranges: ClassVar[bool] = True
     shape: tuple = param(SHAPE, ())
 
     def infer(self, x):
@@ -67,8 +92,16 @@ class BroadcastTo(_Linear):
     def forward(self, x):
         return np.broadcast_to(x, self.shape)
 
+    def emit_numpy(self, node, args, ctx):
+        shape = ctx.literal(tuple(node.shape))
+        return None if shape is None else f"np.broadcast_to({args[0]}, {shape})"
+
     def bprop(self, inputs, out, g, i):
         return g  # summed down to the input's shape by grad's unbroadcast
+
+    def batch(self, node, ins, m):
+        x = pad_batched(ins[0][0], len(self.shape))
+        return node.graph.apply(BroadcastTo((m, *self.shape)), [x])
 
 
 @register
@@ -77,6 +110,7 @@ class ExpandDims(_Linear):
     """Insert axes of length 1 at `axis` (positions in the result)."""
 
     name: ClassVar[str] = "expand_dims"
+    rearranges: ClassVar[bool] = True
     axis: tuple = param(AXES, ())
 
     def infer(self, x):
@@ -89,8 +123,14 @@ class ExpandDims(_Linear):
     def forward(self, x):
         return np.expand_dims(x, self.axis)
 
+    def emit_numpy(self, node, args, ctx):
+        return _as_reshape(node, args, ctx)
+
     def bprop(self, inputs, out, g, i):
         return squeeze(g, self.axis)
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(ExpandDims(tuple(a + 1 for a in self.axis)), [ins[0][0]])
 
 
 @register
@@ -99,6 +139,7 @@ class Squeeze(_Linear):
     """Remove axes of length 1."""
 
     name: ClassVar[str] = "squeeze"
+    rearranges: ClassVar[bool] = True
     axis: tuple = param(AXES, ())
 
     def infer(self, x):
@@ -112,8 +153,14 @@ class Squeeze(_Linear):
     def forward(self, x):
         return np.squeeze(x, self.axis)
 
+    def emit_numpy(self, node, args, ctx):
+        return _as_reshape(node, args, ctx)
+
     def bprop(self, inputs, out, g, i):
         return expand_dims(g, self.axis)
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(Squeeze(tuple(a + 1 for a in self.axis)), [ins[0][0]])
 
 
 @register
@@ -122,6 +169,7 @@ class Transpose(_Linear):
     """Permute axes; the adjoint applies the inverse permutation."""
 
     name: ClassVar[str] = "transpose"
+    rearranges: ClassVar[bool] = True
     axes: tuple = param(PERMUTATION, ())
 
     def infer(self, x):
@@ -133,8 +181,15 @@ class Transpose(_Linear):
     def forward(self, x):
         return np.transpose(x, self.axes)
 
+    def emit_numpy(self, node, args, ctx):
+        axes = ctx.literal(tuple(self.axes))
+        return None if axes is None else f"{args[0]}.transpose({axes})"
+
     def bprop(self, inputs, out, g, i):
         return transpose(g, tuple(int(a) for a in np.argsort(self.axes)))
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(Transpose((0, *(a + 1 for a in self.axes))), [ins[0][0]])
 
 
 @register
@@ -144,6 +199,9 @@ class Concatenate(Op):
 
     name: ClassVar[str] = "concatenate"
     arity: ClassVar[None] = None
+    linear: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
     axis: int = param(AXIS, 0)
 
     def infer(self, *xs):
@@ -181,6 +239,9 @@ class Concatenate(Op):
         parts = [t if k == i else zeros_like(x) for k, x in enumerate(inputs)]
         return concatenate(parts, axis=self.axis)
 
+    def batch(self, node, ins, m):
+        return node.graph.apply(Concatenate(shift_axis(self.axis)), all_batched(ins, m))
+
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +250,9 @@ class Stack(Op):
 
     name: ClassVar[str] = "stack"
     arity: ClassVar[None] = None
+    linear: ClassVar[bool] = True
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
     axis: int = param(AXIS, 0)
 
     def infer(self, *xs):
@@ -213,6 +277,9 @@ class Stack(Op):
     def jvp(self, inputs, out, t, i):
         parts = [t if k == i else zeros_like(x) for k, x in enumerate(inputs)]
         return stack(parts, axis=self.axis)
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(Stack(shift_axis(self.axis)), all_batched(ins, m))
 
 
 def _index_shape(shape: types.Shape, index: tuple) -> types.Shape:
@@ -296,8 +363,15 @@ class GetItem(_Linear):
     def forward(self, x):
         return x[self.index]
 
+    def emit_numpy(self, node, args, ctx):
+        index = ctx.literal(tuple(self.index))
+        return None if index is None else f"{args[0]}[{index}]"
+
     def bprop(self, inputs, out, g, i):
         return build(ScatterIndex(self.index), g, inputs[0])
+
+    def batch(self, node, ins, m):
+        return node.graph.apply(GetItem((slice(None), *self.index)), [ins[0][0]])
 
 
 @register
@@ -310,6 +384,9 @@ class ScatterIndex(Op):
 
     name: ClassVar[str] = "scatter_index"
     arity: ClassVar[int] = 2
+    linear: ClassVar[bool] = True  # in the values; the second input lends only its shape
+    fresh: ClassVar[bool] = True
+    sympy = symbolic.run_forward
     index: tuple = param(INDEX, ())
 
     def infer(self, v, like):
@@ -329,6 +406,10 @@ class ScatterIndex(Op):
 
     def jvp(self, inputs, out, t, i):
         return build(self, t, inputs[1]) if i == 0 else None
+
+    def batch(self, node, ins, m):
+        op = ScatterIndex((slice(None), *self.index))
+        return node.graph.apply(op, all_batched(ins, m))
 
 
 # -- public functions ----------------------------------------------------------------------

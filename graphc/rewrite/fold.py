@@ -1,7 +1,8 @@
 """Constant folding: a node whose value is known before any input is fed becomes a constant.
 
 Two cases: every input is a constant (run the op's forward once, now), or the op reads only its
-input's static shape (`zeros_like`, `ones_like`, `eye_like`, `count`). Folding stops at
+input's static shape (its class declares it `shape_only`: `zeros_like`, `ones_like`,
+`eye_like`, `count`). Only ops declared `pure` fold. Folding stops at
 `MAX_FOLD` entries so that a graph never bakes in a large array it did not have, and the size
 is checked before anything is allocated: a shape-only op is run on a zero-strided view of one
 element, so `zeros_like` of a (10**6, 10**6) input compiles without touching its size.
@@ -13,11 +14,10 @@ import numpy as np
 
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import OPS, Constant, Input
+from graphc.ir.op import Constant, Input
 from graphc.rewrite.engine import rule
 
 MAX_FOLD = 1 << 16
-SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "eye_like", "count"})
 
 
 def _foldable(n: Node) -> bool:
@@ -42,17 +42,17 @@ def _fold(n: Node, values) -> Node | None:
 @rule("fold")
 def constant_inputs_to_constant(n: Node) -> Node | None:
     """An op over constants only is evaluated once, at compile time."""
-    if not n.inputs or isinstance(n.op, (Constant, Input)):
+    if not n.inputs or isinstance(n.op, (Constant, Input)) or not n.op.pure:
         return None
     if not all(isinstance(x.op, Constant) for x in n.inputs):
         return None
     return _fold(n, [x.op.value for x in n.inputs])
 
 
-@rule("fold", ('zeros_like', 'ones_like', 'eye_like', 'count'))
+@rule("fold", where=lambda op: op.shape_only and op.pure)
 def shape_only_op_to_constant(n: Node) -> Node | None:
     """zeros_like, ones_like, eye_like, count of a static shape are constants."""
-    if (n.op.name not in SHAPE_ONLY or OPS.get(n.op.name) is not type(n.op)
+    if (not n.op.shape_only or not n.op.pure
             or any(not types.is_static(x.shape) for x in n.inputs) or not _foldable(n)):
         return None
     # the op reads only its input's shape and dtype: one element, viewed at the input's shape,

@@ -7,7 +7,7 @@ import numpy as np
 from graphc import ops
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant
+from graphc.ir.op import Constant, Op
 
 
 def const_value(n: Node) -> np.ndarray | None:
@@ -15,13 +15,11 @@ def const_value(n: Node) -> np.ndarray | None:
     return n.op.value if isinstance(n.op, Constant) else None
 
 
-SHAPE_MOVES = ("broadcast_to", "reshape", "expand_dims", "squeeze", "transpose")
-
-
 def is_fill(n: Node, v: float) -> bool:
-    """True when every entry of `n` is `v`: a constant, or a shape move of one (a broadcast
-    seed too large to fold), with at least one entry."""
-    while n.op.name in SHAPE_MOVES:
+    """True when every entry of `n` is `v`: a constant, or a shape move of one (an op that
+    `rearranges` its input, such as a broadcast seed too large to fold), with at least one
+    entry."""
+    while n.op.rearranges:
         n = n.inputs[0]
     c = const_value(n)
     return c is not None and c.size > 0 and bool(np.all(c == v))
@@ -35,8 +33,9 @@ def scalar_const(n: Node) -> float | None:
     return c.reshape(()).item()
 
 
-def is_op(n: Node, *names: str) -> bool:
-    return n.op.name in names
+def is_op(n: Node, *ops: type[Op]) -> bool:
+    """Whether `n`'s op is one of the op classes `ops` (a rule's pattern names ops by class)."""
+    return isinstance(n.op, ops)
 
 
 def coerce(r: Node, like: Node) -> Node:

@@ -10,14 +10,17 @@ from __future__ import annotations
 from graphc import ops
 from graphc.ir import types
 from graphc.ir.graph import Node
+from graphc.ops.elementwise import Add, Exp, Log, Log1p, Mul, Neg, Sigmoid, Sub
+from graphc.ops.nn import LogSoftmax, Softmax
+from graphc.ops.reduce import Sum
 from graphc.rewrite.engine import rule
 from graphc.rewrite.patterns import coerce, is_fill, is_op
 
 
-@rule("stability", ('log',))
+@rule("stability", Log)
 def log_one_plus_to_log1p(n: Node) -> Node | None:
     """log(1 + x) is log1p(x), exact for small x."""
-    if not is_op(n, "log") or not is_op(n.inputs[0], "add"):
+    if not is_op(n, Log) or not is_op(n.inputs[0], Add):
         return None
     a, b = n.inputs[0].inputs
     if is_fill(a, 1):
@@ -27,42 +30,42 @@ def log_one_plus_to_log1p(n: Node) -> Node | None:
     return None
 
 
-@rule("stability", ('sub',))
+@rule("stability", Sub)
 def exp_minus_one_to_expm1(n: Node) -> Node | None:
     """exp(x) - 1 is expm1(x), exact for small x."""
-    if not is_op(n, "sub") or not is_op(n.inputs[0], "exp") or not is_fill(n.inputs[1], 1):
+    if not is_op(n, Sub) or not is_op(n.inputs[0], Exp) or not is_fill(n.inputs[1], 1):
         return None
     return coerce(ops.expm1(n.inputs[0].inputs[0]), n)
 
 
-@rule("stability", ('log1p',))
+@rule("stability", Log1p)
 def log1p_of_exp_to_softplus(n: Node) -> Node | None:
     """log1p(exp(x)) is softplus(x), which does not overflow for large x."""
-    if is_op(n, "log1p") and is_op(n.inputs[0], "exp"):
+    if is_op(n, Log1p) and is_op(n.inputs[0], Exp):
         return coerce(ops.softplus(n.inputs[0].inputs[0]), n)
     return None
 
 
-@rule("stability", ('log',))
+@rule("stability", Log)
 def log_of_exp_to_x(n: Node) -> Node | None:
     """log(exp(x)) is x (no overflow for x > 709)."""
-    if is_op(n, "log") and is_op(n.inputs[0], "exp"):
+    if is_op(n, Log) and is_op(n.inputs[0], Exp):
         return n.inputs[0].inputs[0]
     return None
 
 
-@rule("stability", ('log',))
+@rule("stability", Log)
 def log_sigmoid_to_neg_softplus(n: Node) -> Node | None:
     """log(sigmoid(x)) is -softplus(-x): no log(0) for very negative x."""
-    if is_op(n, "log") and is_op(n.inputs[0], "sigmoid"):
+    if is_op(n, Log) and is_op(n.inputs[0], Sigmoid):
         return coerce(ops.neg(ops.softplus(ops.neg(n.inputs[0].inputs[0]))), n)
     return None
 
 
-@rule("stability", ('log',))
+@rule("stability", Log)
 def log_softmax_to_log_softmax(n: Node) -> Node | None:
     """log(softmax(x)) is log_softmax(x): no log(0) when a probability underflows."""
-    if is_op(n, "log") and is_op(n.inputs[0], "softmax"):
+    if is_op(n, Log) and is_op(n.inputs[0], Softmax):
         s = n.inputs[0]
         return coerce(ops.log_softmax(s.inputs[0], s.op.axis), n)
     return None
@@ -70,17 +73,17 @@ def log_softmax_to_log_softmax(n: Node) -> Node | None:
 
 def _cross_entropy(total: Node, negated: bool) -> Node | None:
     """The fused op for sum(y * log_softmax(x)) over the last axis (negated or not)."""
-    if not is_op(total, "sum") or total.op.keepdims:
+    if not is_op(total, Sum) or total.op.keepdims:
         return None
     prod = total.inputs[0]
-    if not is_op(prod, "mul") or prod.ndim == 0 or total.op.axis != (prod.ndim - 1,):
+    if not is_op(prod, Mul) or prod.ndim == 0 or total.op.axis != (prod.ndim - 1,):
         return None
     for y, ls in (prod.inputs, prod.inputs[::-1]):
-        if not negated and is_op(ls, "neg"):
+        if not negated and is_op(ls, Neg):
             ls, negated_here = ls.inputs[0], True
         else:
             negated_here = negated
-        if not negated_here or not is_op(ls, "log_softmax"):
+        if not negated_here or not is_op(ls, LogSoftmax):
             continue
         x = ls.inputs[0]
         if ls.op.axis % x.ndim != x.ndim - 1 or not types.is_float(y.dtype):
@@ -91,12 +94,12 @@ def _cross_entropy(total: Node, negated: bool) -> Node | None:
     return None
 
 
-@rule("stability", ('neg', 'sum'))
+@rule("stability", Neg, Sum)
 def cross_entropy_of_softmax_to_fused(n: Node) -> Node | None:
     """-sum(y * log_softmax(x), -1) (what log(softmax) rewrites to) is softmax_cross_entropy."""
-    if is_op(n, "neg"):
+    if is_op(n, Neg):
         r = _cross_entropy(n.inputs[0], True)
-    elif is_op(n, "sum"):
+    elif is_op(n, Sum):
         r = _cross_entropy(n, False)
     else:
         r = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import graphc as gc
+from graphc.ops.scatter import ScatterAdd
 
 
 def normal(rng, shape):
@@ -133,6 +134,14 @@ CASES: list[Case] = [
     Case("getitem", lambda x: x[:, 1:3], [(3, 4)], id="getitem_slice"),
     Case("getitem", lambda x: x[::-2, None, ..., -1], [(5, 2, 3)], id="getitem_mixed"),
     Case("scatter_index", lambda x: (x[1:3] * x[0:2]), [(4, 3)], id="getitem_twice"),
+    # scatter_add has no public function: the compiler builds it (graphc/rewrite/scatter.py);
+    # inputs are like (shape only), dense terms, then one term per window (overlapping here)
+    Case("scatter_add", lambda d, w, v: gc.apply(
+        ScatterAdd(1, ((slice(1, 3),), (slice(None), 1))), d, d, w, v) * d,
+         [(4, 3), (2, 3), (4,)], id="scatter_add_dense_and_windows"),
+    Case("scatter_add", lambda x, w: gc.apply(
+        ScatterAdd(0, ((slice(0, 2),), (slice(1, 3),))), x, w, w * w),
+         [(3, 2), (2, 2)], id="scatter_add_windows_only"),
     Case("logsumexp", lambda x: gc.logsumexp(x), [(3, 4)]),
     Case("logsumexp", lambda x: gc.logsumexp(x, axis=0, keepdims=True), [(3, 4)], id="lse0k"),
     Case("softmax", lambda x: gc.softmax(x), [(3, 4)]),
