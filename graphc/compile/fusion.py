@@ -14,8 +14,11 @@ regions runs from an older region to a newer one, so the fused program has a top
 order. A `scatter_add` over step-1 windows of a region's shape ends that region: the kernel adds
 each term into its zeroed output at an offset, so a gradient through `x[1:]` and `x[:-1]` is
 one pass that writes only the result. Without numba (or with GRAPHC_FUSION=0) nothing is fused.
-Every kernel line is one op on named scalars, and a kernel holds at most `MAX_GROUP_OPS` ops
-and a bounded number of inputs and outputs, so a region of any width compiles, in bounded time.
+Every kernel line is one op on named scalars, written from the op's own `scalar` form (its
+declaration makes the op fusible; NumPy semantics: NaN and Inf propagate as in the ufuncs,
+`error_model="numpy"` makes x/0 inf, not an exception), and a kernel holds at most
+`MAX_GROUP_OPS` ops and a bounded number of inputs and outputs, so a region of any width
+compiles, in bounded time.
 
 Trust boundary of the kernel cache: graphc runs only source it generated itself. The kernels
 folder (`$GRAPHC_CACHE_DIR/kernels`) must be a directory owned by the current user and not
@@ -44,10 +47,11 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 
+from graphc.compile.emit import declared
 from graphc.compile.schedule import Schedule
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import OPS
+from graphc.ops.scatter import ScatterAdd
 
 FUSE_MIN_SIZE = 4096
 # Every kernel line is one op on named scalars, and an add_n adds at most ADD_CHAIN terms a
@@ -61,22 +65,6 @@ ADD_CHAIN = 32
 MAX_GROUP_OPS = 4096
 MAX_KERNEL_INPUTS = 512
 MAX_KERNEL_OUTPUTS = 32
-
-# One scalar formula per op; `{0}`, `{1}` are operand variables. NumPy semantics: NaN and Inf
-# propagate as in the ufuncs (error_model="numpy": x/0 is inf, not an exception).
-SCALAR = {
-    "neg": "-{0}", "exp": "np.exp({0})", "log": "np.log({0})", "log1p": "np.log1p({0})",
-    "expm1": "np.expm1({0})", "sqrt": "np.sqrt({0})", "square": "{0} * {0}",
-    "abs": "np.abs({0})", "sign": "np.sign({0})", "sin": "np.sin({0})", "cos": "np.cos({0})",
-    "tan": "np.tan({0})", "tanh": "np.tanh({0})",
-    "sigmoid": "1.0 / (1.0 + np.exp(-{0}))",
-    "softplus": "({0} if {0} > 0.0 else 0.0) + np.log1p(np.exp(-np.abs({0})))",
-    "relu": "np.maximum({0}, 0.0)",
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-    "pow": "np.power({0}, {1})", "maximum": "np.maximum({0}, {1})",
-    "minimum": "np.minimum({0}, {1})",
-    "add_n": None,  # any number of operands: {0} + {1} + ...
-}
 
 _numba = None
 _LOCK = threading.Lock()
@@ -118,9 +106,9 @@ class Group:
 
 
 def fusible(n: Node) -> bool:
-    """An op with a scalar formula on float values, big enough for a kernel to pay."""
-    name = n.op.name
-    if name not in SCALAR or OPS.get(name) is not type(n.op):
+    """An op that declares a scalar form (`Op.scalar`), on float values, big enough for a
+    kernel to pay."""
+    if declared(n.op, "scalar") is None:
         return False
     if not types.is_float(n.dtype) or not types.is_static(n.shape):
         return False
@@ -223,8 +211,6 @@ def window(index, out_shape, shape) -> tuple[int, ...] | None:
 def _sink_group(n: Node, group_of: dict, members: list, reach: dict) -> int | None:
     """The group a scatter_add may end: every term windowed over one group's shape, at least
     one term made in that group; the kernel then adds each term into a zeroed output."""
-    from graphc.rewrite.scatter import ScatterAdd
-
     if type(n.op) is not ScatterAdd or n.op.n_dense or not types.is_float(n.dtype):
         return None
     if not types.is_static(n.shape):
@@ -282,7 +268,7 @@ def kernel_source(g: Group) -> str:
     registers = len(shape) == 1
     span: dict[Node, int] = {}  # scatter output -> largest offset (vector case)
     for o, v in out_var.items():
-        scatter = o.op.name == "scatter_add"
+        scatter = type(o.op) is ScatterAdd
         make = "zeros" if scatter and not registers else "empty"
         lines.append(f"    {v} = np.{make}({tuple(int(d) for d in o.shape)!r}, "
                      f"np.{o.dtype.name})")
@@ -298,7 +284,7 @@ def kernel_source(g: Group) -> str:
         if x.ndim:
             lines.append(f"{pad}x{k} = a{k}[{idx}]")
     for k, n in enumerate(g.nodes):
-        if n.op.name == "scatter_add":
+        if type(n.op) is ScatterAdd:
             v = out_var[n]
             for t, index in zip(n.inputs[1:], n.op.indices):
                 offsets = window(index, n.shape, shape)
@@ -316,15 +302,15 @@ def kernel_source(g: Group) -> str:
             continue
         var[n] = f"t{k}"
         operands = [var[x] for x in n.inputs]
-        if SCALAR[n.op.name] is None:  # add_n: ((a + b) + c) + ..., a bounded chain a line
+        form, label = declared(n.op, "scalar"), ascii(n.op.name)[1:-1]  # one printable line
+        if type(n.op).arity is None:  # add_n: ((a + b) + c) + ..., a bounded chain a line
             chunks = [operands[j:j + ADD_CHAIN] for j in range(0, len(operands), ADD_CHAIN)]
-            lines.append(f"{pad}t{k} = " + " + ".join(chunks[0]) + f"  # {n.op.name}")
-            lines += [f"{pad}t{k} = t{k} + " + " + ".join(c) for c in chunks[1:]]
+            lines.append(f"{pad}t{k} = " + _fold(form, chunks[0]) + f"  # {label}")
+            lines += [f"{pad}t{k} = " + _fold(form, [f"t{k}", *c]) for c in chunks[1:]]
             continue
-        lines.append(f"{pad}t{k} = " + SCALAR[n.op.name].format(*operands)
-                     + f"  # {n.op.name}")
+        lines.append(f"{pad}t{k} = " + form.format(*operands) + f"  # {label}")
     for o, v in out_var.items():
-        if o.op.name != "scatter_add":
+        if type(o.op) is not ScatterAdd:
             lines.append(f"{pad}{v}[{idx}] = {var[o]}")
     for o, top in span.items():  # the elements past the loop: still open, or untouched
         m, v = int(shape[0]), out_var[o]
@@ -333,6 +319,14 @@ def kernel_source(g: Group) -> str:
             lines.append(f"    {v}[{m + top + 1}:] = 0.0")
     lines.append("    return " + ", ".join(out_var.values()) + ",")
     return "\n".join(lines) + "\n"
+
+
+def _fold(form: str, operands: list[str]) -> str:
+    """A variadic op's binary scalar form applied left to right: `a + b + c` for add_n."""
+    out = operands[0]
+    for x in operands[1:]:
+        out = form.format(out, x)
+    return out
 
 
 def cache_dir() -> str:
@@ -441,12 +435,6 @@ def _read(path: str) -> str | None:
 def _forget(name: str, module) -> None:
     if sys.modules.get(name) is module:
         del sys.modules[name]
-
-
-def describe(groups: list[Group]) -> str:
-    """One line per group: sizes and ops (for reports and tests)."""
-    return "\n".join(f"{len(g.nodes)} ops over {g.nodes[0].shape}: "
-                     + " ".join(n.op.name for n in g.nodes) for g in groups)
 
 
 __all__ = ["ADD_CHAIN", "FUSE_MIN_SIZE", "Group", "MAX_GROUP_OPS", "MAX_KERNEL_INPUTS",
