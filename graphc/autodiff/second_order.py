@@ -29,10 +29,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.autodiff import memo
-from graphc.autodiff.arguments import as_list as _as_list
-from graphc.autodiff.arguments import check_float as _float
-from graphc.autodiff.arguments import check_node as _check_node
-from graphc.autodiff.arguments import check_scalar as _check_scalar
+from graphc.autodiff.arguments import as_list, check_float, check_node, check_scalar
 from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad, vjp
 from graphc.errors import GraphError, ShapeError
@@ -59,11 +56,11 @@ def hvp(z, wrt, v, mode: str = "auto"):
     """
     if mode not in MODES:
         raise GraphError(f"hvp: mode must be one of {MODES}, got {mode!r}")
-    _check_scalar("hvp", z, "reduce it (sum/mean) first")
+    check_scalar("hvp", z, "reduce it (sum/mean) first")
     g = z.graph
     single = isinstance(wrt, Node)
-    xs = _as_list("hvp", "wrt", wrt)
-    vs = _as_list("hvp", "v", v, like=wrt)
+    xs = as_list("hvp", "wrt", wrt)
+    vs = as_list("hvp", "v", v, like=wrt)
     if len(xs) != len(vs):
         raise GraphError(f"hvp: got {len(xs)} wrt nodes but {len(vs)} vectors v")
     # vectors given as nodes are remembered by identity (arrays become new constants)
@@ -162,10 +159,10 @@ def _depends_on(v: Node, xs: list[Node]) -> bool:
 def _lift_like(fn: str, xs: list[Node], vs: list, g: Graph) -> list[Node]:
     out = []
     for k, (x, v) in enumerate(zip(xs, vs)):
-        _check_node(fn, f"wrt[{k}]" if len(xs) > 1 else "wrt", x, g)
-        _float(x, fn, f"wrt node {x.name!r}")
+        check_node(fn, f"wrt[{k}]" if len(xs) > 1 else "wrt", x, g)
+        check_float(x, fn, f"wrt node {x.name!r}")
         v = lift(v, g, x)
-        _check_node(fn, f"v[{k}]" if len(xs) > 1 else "v", v, g)
+        check_node(fn, f"v[{k}]" if len(xs) > 1 else "v", v, g)
         if not types.shape_eq(v.shape, x.shape):
             raise ShapeError(f"{fn}: v for {x.name!r} must have its shape "
                              f"{types.fmt_shape(x.shape)}, got {types.fmt_shape(v.shape)}")
@@ -192,10 +189,10 @@ def jacobian(y, wrt, mode: str = "auto"):
     """
     if mode not in MODES:
         raise GraphError(f"jacobian: mode must be one of {MODES}, got {mode!r}")
-    _check_node("jacobian", "y", y)
-    _float(y, "jacobian", "y")
+    check_node("jacobian", "y", y)
+    check_float(y, "jacobian", "y")
     single = isinstance(wrt, Node)
-    xs = _as_list("jacobian", "wrt", wrt)
+    xs = as_list("jacobian", "wrt", wrt)
     g = y.graph
     m = _static_size("jacobian", y)
     remembered = all(isinstance(x, Node) for x in xs)
@@ -212,8 +209,8 @@ def _jacobian(y: Node, xs: list, single: bool, mode: str, m: int) -> list[Node]:
     with g.transaction(), g.role("grad"):
         out = []
         for k, x in enumerate(xs):
-            _check_node("jacobian", f"wrt[{k}]" if not single else "wrt", x, g)
-            _float(x, "jacobian", f"wrt node {x.name!r}")
+            check_node("jacobian", f"wrt[{k}]" if not single else "wrt", x, g)
+            check_float(x, "jacobian", f"wrt node {x.name!r}")
             n = _static_size("jacobian", x)
             forward = mode == "forward" or (mode == "auto" and n < m)
             if forward:   # rows of the identity over x as tangents: R[k] = J e_k
@@ -243,9 +240,9 @@ def hessian(z, wrt, mode: str = "auto"):
     """
     if mode not in MODES:
         raise GraphError(f"hessian: mode must be one of {MODES}, got {mode!r}")
-    _check_scalar("hessian", z, "use gc.jacobian of its gradient")
+    check_scalar("hessian", z, "use gc.jacobian of its gradient")
     single = isinstance(wrt, Node)
-    xs = _as_list("hessian", "wrt", wrt)
+    xs = as_list("hessian", "wrt", wrt)
     remembered = all(isinstance(x, Node) for x in xs)
     blocks = memo.lookup(z.graph, "hessian", z, xs, single, mode) if remembered else None
     if blocks is None:
@@ -259,8 +256,8 @@ def _hessian(z: Node, xs: list, single: bool, mode: str) -> list[list[Node]]:
     g = z.graph
     with g.transaction(), g.role("grad"):
         for k, x in enumerate(xs):
-            _check_node("hessian", f"wrt[{k}]" if not single else "wrt", x, g)
-            _float(x, "hessian", f"wrt node {x.name!r}")
+            check_node("hessian", f"wrt[{k}]" if not single else "wrt", x, g)
+            check_float(x, "hessian", f"wrt node {x.name!r}")
         sizes = [_static_size("hessian", x) for x in xs]
         blocks: list[list] = [[None] * len(xs) for _ in xs]
         for j, xj in enumerate(xs):

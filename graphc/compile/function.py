@@ -45,7 +45,8 @@ class Function:
     `f.graph` the (optimized) graph it runs.
     """
 
-    def __init__(self, inputs, outputs, optimize: bool = True, check_finite: bool = False):
+    def __init__(self, inputs, outputs, optimize: bool = True, check_finite: bool = False,
+                 backend: str = "numpy"):
         self.single_output = isinstance(outputs, Node)
         in_list = node_list("function", "inputs", inputs)
         out_list = node_list("function", "outputs", outputs)
@@ -62,7 +63,9 @@ class Function:
         self.outputs: tuple[Node, ...] = tuple(out_list)
         self.optimize = optimize
         self.check_finite = check_finite
-        self._compiled = compile_graph(in_list, out_list, optimize, check_finite)
+        codegen.get_backend(backend)  # an unknown name fails here, before any work
+        self.backend = backend
+        self._compiled = compile_graph(in_list, out_list, optimize, check_finite, backend)
         self.graph: Graph = self._compiled.graph
         self.schedule: Schedule = self._compiled.schedule
         self._fn = self._compiled.program.fn
@@ -207,12 +210,12 @@ def structure_key(inputs: list[Node], outputs: list[Node], options: tuple):
 
 
 def compile_graph(inputs: list[Node], outputs: list[Node], optimize: bool,
-                  check_finite: bool) -> Compiled:
+                  check_finite: bool, backend: str = "numpy") -> Compiled:
     """Optimize (or just prune), fuse, schedule and generate code; cached by structure."""
     from graphc.compile import fusion
     from graphc.rewrite import optimize as rewrite
 
-    key = structure_key(inputs, outputs, (optimize, check_finite, fusion.allowed()))
+    key = structure_key(inputs, outputs, (optimize, check_finite, fusion.allowed(), backend))
     if key is not None:
         with _LOCK:
             hit = _CACHE.get(key)
@@ -225,10 +228,11 @@ def compile_graph(inputs: list[Node], outputs: list[Node], optimize: bool,
     name = outputs[0].graph.name if outputs else "f"
     opt = rewrite(inputs, outputs, rules=None if optimize else [])
     schedule = make_schedule(opt.inputs, opt.outputs)
-    groups = fusion.find_groups(schedule) if optimize and not check_finite else []
     symbolic = frozenset(s.node for s in schedule.steps if s.node.op.free_symbols())
-    program = codegen.generate(schedule, name, check_finite=check_finite, groups=groups,
-                               symbolic=symbolic)
+    # the backend's fusion tier finds the groups (None); a checked or unoptimized run fuses none
+    program = codegen.generate(schedule, name, check_finite=check_finite,
+                               groups=None if optimize and not check_finite else [],
+                               symbolic=symbolic, backend=backend)
     compiled = Compiled(opt.graph, schedule, program, tuple(opt.fired), opt.raw_size, symbolic)
     if key is not None:
         with _LOCK:
@@ -252,8 +256,12 @@ def _fresh_outputs(values: list, fed: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def function(inputs, outputs, optimize: bool = True, check_finite: bool = False) -> Function:
+def function(inputs, outputs, optimize: bool = True, check_finite: bool = False,
+             backend: str = "numpy") -> Function:
     """Compile `outputs` as a function of `inputs`.
+
+    `backend` names the code generator (`graphc.compile.emit.BACKENDS`; "numpy", the default,
+    is the one this version has).
 
     Examples:
         >>> import numpy as np, graphc as gc
@@ -263,7 +271,8 @@ def function(inputs, outputs, optimize: bool = True, check_finite: bool = False)
         >>> f(np.array([1.0, 3.0]))
         array([2., 6.])
     """
-    return Function(inputs, outputs, optimize=optimize, check_finite=check_finite)
+    return Function(inputs, outputs, optimize=optimize, check_finite=check_finite,
+                    backend=backend)
 
 
 def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name

@@ -483,8 +483,8 @@ def set_evaluator(evaluate: Evaluator) -> None:
 def check_name(what: str, name) -> None:
     """A name must be a non-empty str that files and drawings can hold (UTF-8 encodable).
 
-    Any other text is allowed: names reach generated code only through `codegen.identifier`
-    and escaped literals, never as code.
+    Any other text is allowed: names reach generated code only through
+    `graphc.compile.emit.identifier` and escaped literals, never as code.
     """
     if not isinstance(name, str):
         raise GraphError(f"{what} must be a str, got {type(name).__name__} {name!r}")

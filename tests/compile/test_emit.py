@@ -171,3 +171,14 @@ def test_a_second_backend_is_one_class(rng):
     got = program.fn(Wv, xv, {})
     for a, b in zip(got, f(Wv, xv)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_function_takes_a_backend_by_name_and_refuses_an_unknown_one():
+    g = gc.Graph("b")
+    x = g.input("x", shape=(3,))
+    f = gc.function([x], gc.exp(x), backend="numpy")
+    np.testing.assert_allclose(f(np.zeros(3)), np.ones(3))
+    before = len(g.nodes)
+    with pytest.raises(gc.GraphError, match="unknown code-generation backend 'fortran'"):
+        gc.function([x], gc.sin(x), backend="fortran")
+    assert len(g.nodes) == before + 1  # the sin node the user built, nothing from compiling
