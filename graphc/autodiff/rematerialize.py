@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from graphc import ops
 from graphc.autodiff.forward import jvp as forward_jvp
 from graphc.autodiff.reverse import vjp
@@ -29,9 +31,10 @@ from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.body import BODY, Body, copy_into
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Op, register
+from graphc.ir.op import Constant, Op, register
 from graphc.ir.params import param
 from graphc.ops.base import lift
+from graphc.ops.symbolic import as_objects, sympify
 
 
 @register
@@ -62,6 +65,17 @@ class Remat(Op):
 
     def forward(self, *arrays):
         return self.body.run(*arrays)[0]
+
+    def sympy(self, node, *args):
+        values = dict(zip(self.body.graph.inputs, args))
+        for n in walk.ancestors(self.body.outputs):
+            if n in values:
+                continue
+            if isinstance(n.op, Constant):
+                values[n] = np.vectorize(sympify, otypes=[object])(n.op.value)
+            else:
+                values[n] = as_objects(n.op.sympy(n, *(values[x] for x in n.inputs)), n.shape)
+        return values[self.body.outputs[0]]
 
     def cost(self, node) -> float:
         return float(sum(n.op.cost(n) for n in walk.ancestors(self.body.outputs)))
