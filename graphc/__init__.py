@@ -4,7 +4,7 @@ The public surface of ../shared/API.md: build a graph, differentiate it (new nod
 graph), compile and run it on NumPy values.
 """
 
-from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, vjp
+from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, remat, vjp
 from graphc.compile import Function, eval, function
 from graphc.errors import (
     DisconnectedError,
@@ -95,7 +95,7 @@ __all__ = [
     "mean", "min", "minimum", "mul", "neg", "not_equal", "one_hot", "ones_like", "outer", "pow",
     "relu", "reshape", "sigmoid", "sign", "sin", "softmax", "softmax_cross_entropy",
     "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum", "swapaxes",
-    "tan", "tanh", "trace", "transpose", "where", "zeros_like",
+    "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy",
 ]

@@ -316,6 +316,18 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
         outs = build(stand_ins)
         made = [n for n in walk.ancestors(outs) if n.index >= mark and n not in set(stand_ins)]
     table: dict[Node, tuple[Node, bool]] = {s: (b, True) for s, b in zip(stand_ins, batches)}
+    rebuild_batched(g, made, table, m)
+    result = []
+    for o in outs:
+        node, batched = table.get(o, (o, False))
+        result.append(node if batched else ops.broadcast_to(node, (m, *o.shape)))
+    return result
+
+
+def rebuild_batched(g: Graph, made: list[Node], table: dict, m) -> None:
+    """Rebuild `made` (in topological order) in `g`, each over its inputs' entries in `table`
+    (node -> (its rebuilt node, whether that carries the batch axis of length m)): batched by
+    its op's batching rule where an input is batched, as it was otherwise; fills `table`."""
     for n in made:
         if n in table:
             continue
@@ -333,11 +345,6 @@ def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
                                  f"{types.fmt_shape(out.shape)}, expected "
                                  f"{types.fmt_shape((m, *n.shape))}")
             table[n] = (out, True)
-    result = []
-    for o in outs:
-        node, batched = table.get(o, (o, False))
-        result.append(node if batched else ops.broadcast_to(node, (m, *o.shape)))
-    return result
 
 
 def _batch(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:

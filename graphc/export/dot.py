@@ -4,7 +4,9 @@ The drawing is how users see what `grad` built, so it is honest before it is pre
 of the requested subgraph appears (unless constants are asked to be folded into their
 consumers' labels), the forward pass and the nodes `grad` inserted sit in separate clusters and
 colours, inputs and constants have their own shapes, each node shows its op and shape (symbolic
-dimensions by name), and an edge into a non-commutative op names the argument position.
+dimensions by name), and an edge into a non-commutative op names the argument position. An op
+that holds a graph (`gc.remat`) has its body drawn beside it as a dotted cluster, whose output
+points at the node with a dotted edge.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable
 from graphc.errors import GraphcError, GraphError
 from graphc.export.text import op_label
 from graphc.ir import types, walk
+from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node
 from graphc.ir.op import Constant, Input
 
@@ -99,6 +102,7 @@ def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = Fa
             if x not in drawn:
                 continue
             lines.append(f"  n{x.index} -> n{n.index}{_edge_attrs(x, n, pos, marked)};")
+    _emit_bodies(lines, [(f"n{n.index}", n) for n in nodes if n in drawn])
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -245,6 +249,36 @@ def _emit_tree(lines, tree, clustered, folded, marked, outputs, scoped, pad):
             stack.append((sub, sub_path, depth + 1))
             stack.extend(reversed(head))
     return lines
+
+
+def _emit_bodies(lines, holders) -> None:
+    """Each inner graph as a cluster beside the node that holds it: its nodes and edges, and
+    a dotted edge from its output to that node; inner graphs of inner graphs likewise (an
+    explicit stack, ids prefixed by a running count so that no two graphs' ids meet)."""
+    stack = list(reversed(holders))
+    count = 0
+    while stack:
+        hid, holder = stack.pop()
+        for key, body in bodies(holder.op):
+            count += 1
+            pre = f"b{count}_"
+            lines.append(f"  subgraph {_q(f'cluster_{pre}')} {{")
+            lines.append(f"    label={_q(f'{holder.name}: {key} {body.graph.name}')}; "
+                         "style=\"rounded,dotted\"; color=\"#7f7f7f\"; fontcolor=\"#555555\";")
+            inner = walk.ancestors(list(body.outputs))
+            inner += [x for x in body.graph.inputs if x not in set(inner)]
+            outs = set(body.outputs)
+            for n in inner:
+                lines.append(f"    {pre}n{n.index} {_node_attrs(n, set(), set(), outs, False)};")
+            lines.append("  }")
+            for n in inner:
+                for pos, x in enumerate(n.inputs):
+                    lines.append(f"  {pre}n{x.index} -> {pre}n{n.index}"
+                                 f"{_edge_attrs(x, n, pos, set())};")
+            for o in body.outputs:
+                lines.append(f"  {pre}n{o.index} -> {hid} [style=\"dotted\", "
+                             "arrowhead=\"odot\", constraint=\"false\"];")
+            stack.extend((f"{pre}n{n.index}", n) for n in reversed(inner) if bodies(n.op))
 
 
 def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:

@@ -1,6 +1,7 @@
 """Save and load graphs as versioned JSON (`save`, `load`); never pickle, never eval.
 
-The format (version 1, documented in docs/inspection.md):
+The format (version 2, documented in docs/inspection.md; version 1 is version 2 without inner
+graphs, and still loads):
 
     {"format": "graphc", "version": 1, "name": "mlp",
      "nodes": [{"name": "X", "op": "input", "inputs": [], "shape": ["batch", 784],
@@ -22,6 +23,12 @@ size and exponents): no text of the file is ever executed.
 `load` rebuilds every node through `Graph.apply`, so each op's own shape rule re-checks the
 file, and compares the result with the recorded shape and dtype. Any problem raises
 `LoadError` naming the file and the location (`nodes[12].params.axis`).
+
+An op that holds a graph (`gc.remat`) writes it in its parameters as `{"graph": {"name": ...,
+"nodes": [...], "inputs": [positions], "outputs": [positions]}}`, its nodes in the same form
+as the top level's. The loader reads an inner graph exactly as a top-level one (every check
+above, cycles included), at most `MAX_GRAPH_DEPTH` graphs deep, and counts its nodes against
+the same `max_nodes` as the rest of the file.
 """
 
 from __future__ import annotations
@@ -40,12 +47,14 @@ import sympy
 
 from graphc.errors import GraphcError, GraphError, LoadError
 from graphc.ir import exprtext, types
+from graphc.ir.body import BODY, Body
 from graphc.ir.graph import ROLES, Graph, Node
 from graphc.ir.op import OPS, Constant, Input
 from graphc.ir.params import MAX_INT, kinds_of
 
 FORMAT = "graphc"
-VERSION = 1
+VERSION = 2  # what save writes; load reads 1 (no inner graphs) and 2
+VERSIONS = (1, 2)
 MAX_BYTES = 1 << 30  # largest total of constant data (decoded) that load accepts by default
 MAX_NODES = 5_000_000  # most nodes load accepts by default (about 1 KB of memory each)
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -53,6 +62,8 @@ DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
 MAX_PARAM_DEPTH = 8  # lists in lists in a parameter (scatter_add's windows need 3)
 MAX_DIM_TEXT = 200  # characters of one symbolic dimension expression
+MAX_GRAPH_DEPTH = 32  # inner graphs inside inner graphs (a loop in a remat in a loop ...)
+GRAPH_KEYS = {"name", "nodes", "inputs", "outputs"}
 
 # -- save -------------------------------------------------------------------------------------
 def save(graph: Graph, path) -> str:
@@ -100,6 +111,11 @@ def to_data(graph: Graph) -> dict:
     """The graph as plain JSON data: dicts, lists, strings, numbers."""
     if not isinstance(graph, Graph):
         raise GraphError(f"save: expected a Graph, got {type(graph).__name__}")
+    return {"format": FORMAT, "version": VERSION, "name": graph.name,
+            "nodes": _nodes_to_json(graph)}
+
+
+def _nodes_to_json(graph: Graph) -> list:
     nodes = []
     for n in graph.nodes:
         entry = {"name": n.name, "op": n.op.name, "inputs": [x.index for x in n.inputs],
@@ -110,7 +126,15 @@ def to_data(graph: Graph) -> dict:
         elif not isinstance(n.op, Input) and n.op.params():
             entry["params"] = {k: _param_to_json(v, n, k) for k, v in n.op.params().items()}
         nodes.append(entry)
-    return {"format": FORMAT, "version": VERSION, "name": graph.name, "nodes": nodes}
+    return nodes
+
+
+def _body_to_json(body: Body) -> dict:
+    """An inner graph: its nodes as a top-level graph's, its inputs and outputs by position."""
+    g = body.graph
+    return {"graph": {"name": g.name, "nodes": _nodes_to_json(g),
+                      "inputs": [x.index for x in g.inputs],
+                      "outputs": [o.index for o in body.outputs]}}
 
 
 def _dim_to_json(d, n: Node):
@@ -143,6 +167,8 @@ def _param_to_json(v, n: Node, key: str):
         return {"dtype": v.name}
     if isinstance(v, sympy.Expr):
         return {"dim": _dim_to_json(v, n)}
+    if isinstance(v, Body):
+        return _body_to_json(v)
     raise GraphError(f"save: node {n.name!r} parameter {key!r} = {v!r} of type "
                      f"{type(v).__name__} has no JSON form")
 
@@ -168,7 +194,7 @@ def load(path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Graph:
         >>> gc.load(path)
         Traceback (most recent call last):
         ...
-        graphc.errors.LoadError: ...bad.json: version: this graphc reads version 1, the file has 99
+        graphc.errors.LoadError: ...bad.json: version: ...reads versions 1 and 2, the file has 99
     """
     where = os.fspath(path)
     limit = file_limit(max_bytes, max_nodes)
@@ -260,7 +286,10 @@ class _Reader:
         self.where = where
         self.budget = max_bytes
         self.max_nodes = max_nodes
+        self.nodes_left = max_nodes  # shared by the top-level graph and every inner graph
         self.consume = consume
+        self.version = VERSION
+        self.depth = 0  # inner graphs open around the one being read
 
     def fail(self, loc: str, msg: str):
         raise LoadError(f"{self.where}: {loc}: {msg}")
@@ -271,31 +300,73 @@ class _Reader:
         if data.get("format") != FORMAT:
             self.fail("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
         version = data.get("version")
-        if version != VERSION or isinstance(version, bool):
-            self.fail("version", f"this graphc reads version {VERSION}, the file has {version!r}")
+        if version not in VERSIONS or isinstance(version, bool):
+            self.fail("version", f"this graphc reads versions 1 and {VERSION}, the file has "
+                      f"{version!r}")
+        self.version = version
         extra = set(data) - {"format", "version", "name", "nodes"}
         if extra:
             self.fail("top level", f"unknown keys {sorted(extra)}")
         name = data.get("name", "graph")
         if not isinstance(name, str):
             self.fail("name", f"expected a string, got {_kind(name)}")
-        entries = data.get("nodes")
+        return self.nodes(name, data.get("nodes"), "")
+
+    def nodes(self, name, entries, at: str) -> Graph:
+        """A graph of `entries`, each checked; `at` locates an inner graph in the file."""
         if not isinstance(entries, list):
-            self.fail("nodes", f"expected a list, got {_kind(entries)}")
-        if len(entries) > self.max_nodes:
-            self.fail("nodes", f"{len(entries)} nodes, more than max_nodes={self.max_nodes}")
-        self.check_order(entries)
+            self.fail(f"{at}nodes", f"expected a list, got {_kind(entries)}")
+        if len(entries) > self.nodes_left:
+            self.fail(f"{at}nodes", f"{len(entries)} nodes, more than the "
+                      f"{self.nodes_left} left of max_nodes={self.max_nodes}")
+        self.nodes_left -= len(entries)
+        self.check_order(entries, at)
         try:
             g = Graph(name)
         except GraphcError as e:
-            self.fail("name", str(e))
+            self.fail(f"{at}name", str(e))
         for k, entry in enumerate(entries):
-            self.node(g, k, entry)
+            self.node(g, k, entry, at)
             if self.consume:
                 entries[k] = None
         return g
 
-    def check_order(self, entries: list) -> None:
+    def body(self, v, loc: str) -> Body:
+        """An inner graph (`{"graph": {...}}`), checked exactly as a top-level one, and then
+        its inputs (all its input nodes, in order) and outputs."""
+        if self.version < 2:
+            self.fail(loc, f"inner graphs need version 2 files, this one is {self.version}")
+        if not isinstance(v, dict) or set(v) != {"graph"} or not isinstance(v["graph"], dict):
+            self.fail(loc, "expected an object {\"graph\": {...}}")
+        data = v["graph"]
+        extra = set(data) - GRAPH_KEYS
+        if extra:
+            self.fail(f"{loc}.graph", f"unknown keys {sorted(extra)}")
+        if self.depth >= MAX_GRAPH_DEPTH:
+            self.fail(loc, f"inner graphs nest at most {MAX_GRAPH_DEPTH} deep")
+        at = f"{loc}.graph."
+        name = data.get("name", "graph")
+        if not isinstance(name, str):
+            self.fail(f"{at}name", f"expected a string, got {_kind(name)}")
+        self.depth += 1
+        try:
+            g = self.nodes(name, data.get("nodes"), at)
+        finally:
+            self.depth -= 1
+        ins = data.get("inputs")
+        if ins != [x.index for x in g.inputs]:
+            self.fail(f"{at}inputs", "expected the positions of the graph's input nodes, in "
+                      f"order: {[x.index for x in g.inputs]}, got {json.dumps(ins)[:80]}")
+        outs = data.get("outputs")
+        if not isinstance(outs, list) or not outs:
+            self.fail(f"{at}outputs", f"expected a non-empty list, got {_kind(outs)}")
+        for j, i in enumerate(outs):
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(g.nodes):
+                self.fail(f"{at}outputs[{j}]", f"expected the position of a node "
+                          f"(0..{len(g.nodes) - 1}), got {_kind(i)}")
+        return Body(g, [g.nodes[i] for i in outs])
+
+    def check_order(self, entries: list, at: str = "") -> None:
         """Inputs must point backwards; otherwise tell a cycle from a mere misordering."""
         import networkx as nx
 
@@ -316,12 +387,12 @@ class _Reader:
             cycle = None
         if cycle:
             path = " -> ".join(f"nodes[{a}]" for a, _ in cycle) + f" -> nodes[{cycle[0][0]}]"
-            self.fail(f"nodes[{bad[0]}].inputs", f"the inputs form a cycle: {path}")
-        self.fail(f"nodes[{bad[0]}].inputs", f"refers to nodes[{bad[1]}], which comes later; "
+            self.fail(f"{at}nodes[{bad[0]}].inputs", f"the inputs form a cycle: {path}")
+        self.fail(f"{at}nodes[{bad[0]}].inputs", f"refers to nodes[{bad[1]}], which comes later; "
                   "nodes must be listed inputs first (a topological order)")
 
-    def node(self, g: Graph, k: int, e) -> None:
-        loc = f"nodes[{k}]"
+    def node(self, g: Graph, k: int, e, at: str = "") -> None:
+        loc = f"{at}nodes[{k}]"
         if not isinstance(e, dict):
             self.fail(loc, f"expected a JSON object, got {_kind(e)}")
         extra = set(e) - NODE_KEYS
@@ -332,7 +403,7 @@ class _Reader:
             self.fail(f"{loc}.name", "expected a non-empty string")
         if name in g:
             self.fail(f"{loc}.name", f"{name!r} is already the name of an earlier node")
-        loc = f"nodes[{k}] ({name!r})"
+        loc = f"{at}nodes[{k}] ({name!r})"
         op_name = self.field(e, loc, "op", str)
         cls = OPS.get(op_name)
         if cls is None:
@@ -469,6 +540,9 @@ class _Reader:
         kwargs = {}
         declared = dict(kinds_of(cls))  # checked by the op itself when it is made
         for key, raw in params.items():
+            if declared.get(key) is BODY:
+                kwargs[key] = self.body(raw, f"{loc}.{key}")
+                continue
             value = self.param(raw, f"{loc}.{key}")
             default = fields[key].default
             if key in declared:

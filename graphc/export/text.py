@@ -6,6 +6,8 @@ values that the gradient reuses) appear once. Indentation stops at `MAX_INDENT` 
 deeper than that is referenced (`#7 ... continued below`) and printed later as a tree of its
 own at the left margin, so every line is short and the text grows linearly with the number of
 nodes, whatever the depth. The walk uses explicit stacks, so a graph of any depth prints.
+An op that holds a graph (`gc.remat`) has its body printed under it, each line marked `┆`,
+the body's inputs named first (they stand for the node's operands, in order).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import deque
 
 from graphc.errors import GraphError
 from graphc.ir import types
+from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node, node_list
 from graphc.ir.op import fmt_param
 
@@ -64,6 +67,12 @@ def debugprint(node_or_list, max_depth: int | None = None) -> str:
                 continue
             printed.add(n)
             lines.append(lead + describe(n))
+            for key, body in bodies(n.op):  # the inner graph, indented under its node
+                pad = child_pad + ("│  " if n.inputs else "   ")
+                lines.append(f"{pad}╞═ {key} {body.graph.name}: inputs "
+                             + ", ".join(f"#{x.index} {x.name}" for x in body.graph.inputs))
+                for line in debugprint(list(body.outputs), max_depth).splitlines():
+                    lines.append(f"{pad}┆  {line}")
             if not n.inputs:
                 continue
             if max_depth is not None and depth >= max_depth:

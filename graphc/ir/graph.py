@@ -135,6 +135,8 @@ class Graph:
         self._scopes: list[str] = []
         self._role = "forward"
         self.cache = GraphCache()  # what layers above remember about this graph (see GraphCache)
+        self.parent: Graph | None = None  # while an inner graph is built: the graph around it
+        self.captured: dict[Node, Node] = {}  # outer node -> the input that stands for it here
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.nodes)} nodes, {len(self.inputs)} inputs>"
@@ -193,24 +195,87 @@ class Graph:
         inputs = tuple(inputs)
         if name is not None:
             check_name(f"the name of a {op.name} node", name)
+        home = self
         for x in inputs:
             if not isinstance(x, Node):
                 raise GraphError(f"{op.name}: expected graph nodes as inputs, got {x!r}")
-            if x.graph is not self:
+            if x.graph is not home and home in x.graph.enclosing():
+                home = x.graph  # a node of an inner graph being built: the node goes there
+        if home is not self:
+            return home.apply(op, inputs, name)
+        for x in inputs:
+            if x.graph is not self and x.graph not in self.enclosing():
                 raise GraphError(
                     f"{op.name}: node {x.name!r} belongs to graph {x.graph.name!r}, not to "
                     f"{self.name!r}; nodes of different graphs cannot be combined")
         if op.arity is not None and len(inputs) != op.arity:
             raise GraphError(f"{op.name} takes {op.arity} inputs, got {len(inputs)}")
+        mark = len(self.nodes)
         try:
+            inputs = tuple(x if x.graph is self else self.capture(x) for x in inputs)
             shape, dtype = op.infer(*inputs)
         except ShapeError as e:
+            self.rollback(mark)  # the captures made for this node
             raise ShapeError(f"{e} (at {user_source_line()})") from None
         except (ValueError, TypeError) as e:
+            self.rollback(mark)
             shapes = ", ".join(types.fmt_shape(x.shape) for x in inputs)
             raise ShapeError(f"{op.label()} on inputs of shape {shapes}: {e} "
                              f"(at {user_source_line()})") from None
+        except BaseException:
+            self.rollback(mark)
+            raise
         return self._append(op, inputs, tuple(shape), np.dtype(dtype), name)
+
+    # -- inner graphs -----------------------------------------------------------------------
+    def enclosing(self) -> list[Graph]:
+        """The graphs this one is being built inside, innermost first (empty when none)."""
+        out, g = [], self.parent
+        while g is not None:
+            out.append(g)
+            g = g.parent
+        return out
+
+    def capture(self, outer: Node) -> Node:
+        """The input of this inner graph that stands for `outer`, a node of a graph it is
+        being built inside (made on first use, then reused): how an inner function's use of
+        an outer node becomes an explicit input, and so an operand of the op that holds it.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g = gc.Graph("outer")
+            >>> W = g.input("W", shape=(2,))
+            >>> with g.inner("body") as h:
+            ...     x = h.input("x", shape=(2,))
+            ...     y = x * W                      # W is captured
+            >>> [n.name for n in h.inputs], h.captured[W] is h.inputs[1]
+            (['x', 'W'], True)
+        """
+        hit = self.captured.get(outer)
+        if hit is not None and hit in self:
+            return hit
+        if self.parent is None or outer.graph not in self.enclosing():
+            raise GraphError(f"capture: node {outer.name!r} of graph {outer.graph.name!r} is "
+                             f"not in a graph that {self.name!r} is being built inside")
+        if outer.graph is not self.parent:  # from further out: captured by each level between
+            outer = self.parent.capture(outer)
+        node = self._append(Input(), (), outer.shape, outer.dtype, outer.name, role="forward",
+                            scope="", source=outer.source)
+        self.inputs.append(node)
+        self.captured[outer] = node
+        return node
+
+    @contextlib.contextmanager
+    def inner(self, name: str):
+        """A new graph built inside this one: nodes of this graph (or of graphs around it)
+        that its nodes use are captured as its inputs (`capture`). Leaving the block ends the
+        building: from then on the inner graph is closed, like any other graph."""
+        g = Graph(name)
+        g.parent = self
+        try:
+            yield g
+        finally:
+            g.parent = None
 
     def append_copy(self, node: Node, inputs=(), name: str | None = None, *,
                     as_input: bool = False) -> Node:
@@ -358,6 +423,9 @@ class Graph:
         del self.nodes[mark:]
         while self.inputs and self.inputs[-1].index >= mark:
             self.inputs.pop()  # inputs are in index order: the removed ones are a suffix
+        for outer, node in list(self.captured.items()):
+            if node.index >= mark:
+                del self.captured[outer]
         self.cache._drop_from(mark)
 
     # -- views ------------------------------------------------------------------------------
@@ -478,6 +546,15 @@ def set_evaluator(evaluate: Evaluator) -> None:
     if not callable(evaluate):
         raise TypeError(f"set_evaluator: expected a callable, got {evaluate!r}")
     _evaluator = evaluate
+
+
+def evaluate(outputs, feed: dict):
+    """The values of `outputs` (a node or a list) given `feed`, by the registered evaluator
+    (`gc.eval`): how an op that holds a graph runs its body without the IR importing the
+    compiler."""
+    if _evaluator is None:
+        raise GraphError("evaluating a graph needs the compiler: `import graphc` registers it")
+    return _evaluator(outputs, feed)
 
 
 def check_name(what: str, name) -> None:

@@ -113,7 +113,7 @@ def test_the_saved_data_is_valid(tmp_path):
 
 def test_wrong_version_and_format(tmp_path):
     data = saved(tmp_path)
-    must_fail({**data, "version": 2}, "f.json: version", "reads version 1")
+    must_fail({**data, "version": 3}, "f.json: version", "reads versions 1 and 2")
     must_fail({**data, "version": True}, "version")
     must_fail({**data, "format": "onnx"}, "format")
     must_fail([], "top level")

@@ -94,6 +94,8 @@ CASES: list[Case] = [
              [((3, 4), (3, 4)), ((2, 1), (1, 3))]),
     Case("pow", lambda x: x ** 3.0, [(5,)], id="pow_const_exponent"),
     Case("pow", lambda y: 2.0 ** y, [(5,)], id="rpow"),
+    Case("remat", lambda x, w: gc.remat(lambda a: gc.tanh(a * w) * 2.0 + w, x), [(3, 4), (4,)],
+         id="remat-captures-w"),
     Case("where", lambda x, y: gc.where(x > 0.0, x * y, y), [(3, 4), (4,)],
          [away_from_zero, normal]),
     Case("add_n", lambda x, y, z: gc.add_n([x, y, z * x]), [(2, 3)] * 3),
