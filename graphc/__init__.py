@@ -40,6 +40,7 @@ from graphc.ops import (
     greater_equal,
     less,
     less_equal,
+    linalg,  # gc.linalg.inv, gc.linalg.slogdet: NumPy's names
     log,
     log1p,
     log_softmax,
@@ -65,6 +66,7 @@ from graphc.ops import (
     softmax,
     softmax_cross_entropy,
     softplus,
+    split,
     sqrt,
     square,
     squeeze,
@@ -94,8 +96,8 @@ __all__ = [
     "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
     "mean", "min", "minimum", "mul", "neg", "not_equal", "one_hot", "ones_like", "outer", "pow",
     "relu", "reshape", "sigmoid", "sign", "sin", "softmax", "softmax_cross_entropy",
-    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum", "swapaxes",
-    "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like",
+    "softplus", "split", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum",
+    "swapaxes", "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like", "linalg",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from graphc import ops
 from graphc.autodiff import memo, rules
 from graphc.autodiff.arguments import as_list, check_float, check_node
+from graphc.autodiff.reverse import add_up
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Node
@@ -46,7 +47,7 @@ def push_tangents(ys: list[Node], seeds: dict[Node, Node]) -> dict[Node, Node | 
         if N in seeds:
             table[N] = seeds[N]
             continue
-        if not types.is_float(N.dtype):
+        if not (types.is_float(N.dtype) or N.op.multi):
             table[N] = None
             continue
         contributions = []
@@ -57,7 +58,8 @@ def push_tangents(ys: list[Node], seeds: dict[Node, Node]) -> dict[Node, Node | 
             c = rules.jvp(N, t, i)  # N.op.jvp(N.inputs, N, t, i), checked, of N's shape
             if c is not None:
                 contributions.append(c)
-        table[N] = ops.add_n(contributions) if contributions else None
+        # a multi-output node's tangent is a list, one per output (its views pick theirs)
+        table[N] = add_up(N, contributions) if contributions else None
     return table
 
 
@@ -137,6 +139,6 @@ def _name_tangents(table: dict, seeds: dict, mark: int) -> None:
     """Name each new tangent node after its primal: `tangent(h)`."""
     named: set[Node] = set()
     for N, T in table.items():
-        if T is not None and T.index >= mark and T not in named and N not in seeds:
+        if isinstance(T, Node) and T.index >= mark and T not in named and N not in seeds:
             N.graph.rename(T, f"tangent({N.name})")
             named.add(T)

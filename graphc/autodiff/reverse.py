@@ -20,6 +20,11 @@ The code follows Algorithms 6.5 and 6.6 line by line:
     G <- sum_i G(i)                               G = add_n(contributions): one n-ary node
     grad_table[V] = G; insert G into G            grad_table[V] = G (built in the same graph)
 
+An op with several results is one apply node T read through `Output(k)` views. The algorithm
+does not change: T's entry in grad_table is a list, one cotangent per output (None for an
+output that gets none), which each view's bprop fills in its own slot and `add_up` sums slot
+by slot; T's op then gets that list as D, `bprop(inputs, outs, gs, i)`, once per input.
+
 One change makes it iterative: the book's `build_grad` recurses into the consumers; here the
 loop visits G' in reverse topological order, so every consumer's entry is already in the table
 when V is reached (the recursion's memo is filled in the order it would be). No recursion limit
@@ -66,9 +71,19 @@ def build_grad(V: Node, consumers: dict, grad_table: dict) -> Node | None:
         G_i = rules.bprop(C, D, i)  # op.bprop(C.inputs, C, D, i), checked, summed to V's shape
         if G_i is not None:
             contributions.append(G_i)
-    G = ops.add_n(contributions) if contributions else None
+    G = add_up(V, contributions) if contributions else None
     grad_table[V] = G
     return G
+
+
+def add_up(V: Node, contributions: list):
+    """`add_n` of the contributions; for a multi-output node (contributions are lists, one
+    entry per output) the list of per-output sums, None where no output got any."""
+    if not V.op.multi:
+        return ops.add_n(contributions)
+    slots = [[c[k] for c in contributions if c[k] is not None]
+             for k in range(len(contributions[0]))]
+    return [ops.add_n(s) if s else None for s in slots]
 
 
 def backprop(z: Node, targets: list[Node], seed: Node) -> dict[Node, Node | None]:
@@ -81,7 +96,7 @@ def backprop(z: Node, targets: list[Node], seed: Node) -> dict[Node, Node | None
     consumers = walk.consumers(pruned)
     grad_table: dict[Node, Node | None] = {z: seed}
     for V in reversed(pruned):
-        if types.is_float(V.dtype):
+        if types.is_float(V.dtype) or V.op.multi:
             build_grad(V, consumers, grad_table)
         else:
             grad_table.setdefault(V, None)
@@ -188,6 +203,6 @@ def _name_entries(z: Node, grad_table: dict, mark: int) -> None:
     g: Graph = z.graph
     named: set[Node] = set()
     for V, G in grad_table.items():
-        if G is not None and G.index >= mark and G not in named and V is not z:
+        if isinstance(G, Node) and G.index >= mark and G not in named and V is not z:
             g.rename(G, f"d{z.name}/d{V.name}")
             named.add(G)

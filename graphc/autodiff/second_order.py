@@ -35,7 +35,7 @@ from graphc.autodiff.reverse import grad, vjp
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant
+from graphc.ir.op import Constant, output_types
 from graphc.ops.base import batch_by_rows, batch_elementwise, lift
 
 MODES = ("auto", "forward", "reverse")
@@ -338,6 +338,9 @@ def rebuild_batched(g: Graph, made: list[Node], table: dict, m) -> None:
             table[n] = (c, False)
         elif not any(b for _, b in ins):
             table[n] = (g.apply(n.op, [x for x, _ in ins], name=n.name), False)
+        elif n.op.multi:  # one batched node per output; its views pick theirs
+            outs_k = _batch_multi(n, ins, m)
+            table[n] = (outs_k, True)
         else:
             out = _batch(n, ins, m)
             if not types.shape_eq(out.shape, (m, *n.shape)):
@@ -345,6 +348,26 @@ def rebuild_batched(g: Graph, made: list[Node], table: dict, m) -> None:
                                  f"{types.fmt_shape(out.shape)}, expected "
                                  f"{types.fmt_shape((m, *n.shape))}")
             table[n] = (out, True)
+
+
+def _batch_multi(n: Node, ins: list[tuple[Node, bool]], m: int) -> list[Node]:
+    """A multi-output node batched: one node of shape (m, *output shape) per output, from its
+    op's `batch` hook or, without one, row by row (each output's rows stacked)."""
+    outs = n.op.batch(n, ins, m)
+    if outs is NotImplemented:
+        if not isinstance(m, int):
+            raise GraphError(f"vectorize: op {n.op.label()} has no 'batch' hook and the batch "
+                             f"size {m} is symbolic; define {type(n.op).__name__}.batch")
+        g = n.graph
+        rows = [g.views(g.apply(n.op, [ops.getitem(x, k) if b else x for x, b in ins]))
+                for k in range(m)]
+        outs = [ops.stack(list(col)) for col in zip(*rows)]
+    for k, (o, (shape, _)) in enumerate(zip(outs, output_types(n))):
+        if not types.shape_eq(o.shape, (m, *shape)):
+            raise ShapeError(f"vectorize: the batching rule of {n.op.label()} gave "
+                             f"{types.fmt_shape(o.shape)} for output {k}, expected "
+                             f"{types.fmt_shape((m, *shape))}")
+    return list(outs)
 
 
 def _batch(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:

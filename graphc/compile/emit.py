@@ -32,7 +32,7 @@ import numpy as np
 from graphc.compile import checks
 from graphc.errors import GraphError
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant, Op, has_hook, missing_hook
+from graphc.ir.op import Constant, Op, Output, has_hook, missing_hook
 
 if TYPE_CHECKING:
     from graphc.compile.plan import Plan
@@ -323,7 +323,7 @@ class Backend:
                 self._step(plan, k, unit.nodes[0], ctx, put, buffered, check)
             dead = sorted({names[x] for x in unit.inputs
                            if plan.last.get(x) == k and x not in plan.keep
-                           and not isinstance(x.op, Constant)})
+                           and not isinstance(x.op, Constant) and x not in plan.unpack})
             if dead:
                 lines.append(f"    del {', '.join(dead)}")
         rets = [self.result(o, names[o]) for o in plan.schedule.outputs]
@@ -363,7 +363,15 @@ class Backend:
                 put(f"    {names[s]} = {self.buffer(s, plan.tiled(s), ctx)}"
                     f"{_comment('buffer of ' + ascii(s.name))}", s)
             into = f"{names[s]}[{literal(index)}]"
-        target = names[n]
+        target = plan.unpack.get(n, names[n])  # `a, b = ...` for a multi-output node
+        if isinstance(n.op, Output) and n.inputs[0] in plan.unpack:
+            # a view: bound when its apply node ran (a second view of one output copies it)
+            bound = plan.unpack[n.inputs[0]].split(", ")[n.op.index].rstrip(",")
+            if bound != target:
+                put(f"    {target} = {bound}{comment}", n)
+            if check is not None:
+                put(f"    {check}({ctx.bind(f'_n{k}', n)}, {target}, ())", n)
+            return
         if n in plan.symbolic:  # the op resolved for this call's sizes, passed in `_ops`
             code = [f"_ops[{int(plan.schedule.slot[n])}]({', '.join(args)})"]
         else:
@@ -373,7 +381,7 @@ class Backend:
         put(f"    {target} = {code[0]}{comment}", n)
         for line in code[1:]:
             put(f"    {line}", n)
-        if check is not None:
+        if check is not None and n not in plan.unpack:
             node_ref = ctx.bind(f"_n{k}", n)
             packed = "".join(a + ", " for a in args)
             put(f"    {check}({node_ref}, {target}, ({packed}))", n)

@@ -50,6 +50,11 @@ class Function:
         self.single_output = isinstance(outputs, Node)
         in_list = node_list("function", "inputs", inputs)
         out_list = node_list("function", "outputs", outputs)
+        for n in out_list:
+            if n.op.multi:
+                raise GraphError(f"function: {n.name!r} ({n.op.label()}) is a tuple of results; "
+                                 "list its output views instead (what the op's builder "
+                                 "returned, or graph.views(node))")
         graphs = {n.graph for n in in_list + out_list}
         if len(graphs) > 1:
             raise GraphError("function: inputs and outputs come from different graphs: "

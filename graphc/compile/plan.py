@@ -19,7 +19,7 @@ from graphc.compile.emit import RESERVED, Backend, Namer, identifier, literal
 from graphc.compile.schedule import Schedule
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant
+from graphc.ir.op import Constant, Output, output_types
 from graphc.ops.scatter import ScatterAdd
 
 
@@ -51,6 +51,8 @@ class Plan:
     params: list[str]
     names: dict[Node, str] = field(default_factory=dict)
     constants: list[Node] = field(default_factory=list)
+    unpack: dict[Node, str] = field(default_factory=dict)  # multi-output node -> `a, _, c`:
+    #                          its step binds its views' names; the views' own steps are free
 
     def tiled(self, s: Node) -> bool:
         """Whether the direct terms of the scatter_add `s` cover its buffer exactly."""
@@ -100,7 +102,26 @@ def make_plan(schedule: Schedule, backend: Backend, name: str = "f", groups=(),
     checked = _needs_check(schedule, backend, member, symbolic)
     return Plan(schedule, units, last, frozenset(schedule.outputs) | fed, inplace, direct,
                 scatters, frozenset(symbolic), check_finite, checked, namer, fn_name, params,
-                names, constants)
+                names, constants, unpack_targets(schedule, names))
+
+
+def unpack_targets(schedule: Schedule, names: dict) -> dict[Node, str]:
+    """For each multi-output node, the target its step assigns: its views' names in output
+    order, `_` for an output no step reads (`sign, _ = ...`)."""
+    bound: dict[Node, dict[int, Node]] = {}
+    for st in schedule.steps:
+        n = st.node
+        if isinstance(n.op, Output) and n.inputs[0].op.multi:
+            bound.setdefault(n.inputs[0], {}).setdefault(n.op.index, n)
+    unpack = {}
+    for st in schedule.steps:
+        t = st.node
+        if t.op.multi:
+            views = bound.get(t, {})
+            count = len(output_types(t))
+            targets = [names[views[k]] if k in views else "_" for k in range(count)]
+            unpack[t] = ", ".join(targets) + ("," if count == 1 else "")
+    return unpack
 
 
 def backend_reserved(backend: Backend) -> frozenset:

@@ -18,11 +18,11 @@ import subprocess
 from collections.abc import Iterable
 
 from graphc.errors import GraphcError, GraphError
-from graphc.export.text import op_label
+from graphc.export.text import op_label, type_text
 from graphc.ir import types, walk
 from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant, Input
+from graphc.ir.op import Constant, Input, Output
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 FORMATS = ("svg", "png", "pdf")
@@ -285,8 +285,8 @@ def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:
     fill, border, _, _, _ = STYLE.get(n.role, STYLE["forward"])
     shown = n.name.rsplit("/", 1)[1] if scoped and n.scope and n.name.startswith(
         n.scope + "/") else n.name
-    shape = types.fmt_shape(n.shape)
-    dtype = "" if n.dtype.name == "float64" else f" {n.dtype.name}"
+    shape = type_text(n)  # a multi-output node: `-> [0] (2,) | [1] (3,)`, one per output
+    dtype = "" if n.op.multi or n.dtype.name == "float64" else f" {n.dtype.name}"
     if isinstance(n.op, Input):
         attrs = {"shape": "ellipse", "style": "filled,bold", "fillcolor": INPUT_FILL,
                  "color": border}
@@ -299,6 +299,10 @@ def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:
         detail = "" if n.ndim == 0 and not dtype else f"{shape}{dtype}"
     else:
         attrs = {"shape": "box", "style": "rounded,filled", "fillcolor": fill, "color": border}
+        if n.op.multi:  # one node for the op, with its outputs listed; its views hang off it
+            attrs["shape"] = "box3d"
+        elif isinstance(n.op, Output):  # a view: a small tag naming the output it reads
+            attrs.update(shape="cds", fontsize="10")
         op = _op_text(n, folded)
         if _auto_name(n):
             title, detail = op, f"{shape}{dtype}"

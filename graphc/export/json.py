@@ -1,7 +1,9 @@
 """Save and load graphs as versioned JSON (`save`, `load`); never pickle, never eval.
 
-The format (version 2, documented in docs/inspection.md; version 1 is version 2 without inner
-graphs, and still loads):
+The format (version 2, documented in docs/inspection.md). Version 2 added inner graphs (an
+op's body, nested in its parameters) and multi-output nodes (such as `split`, whose entry has
+`"outputs": [{"shape", "dtype"}, ...]` in place of its own shape and dtype); a version-1 file is
+version 2 without either, and still loads:
 
     {"format": "graphc", "version": 1, "name": "mlp",
      "nodes": [{"name": "X", "op": "input", "inputs": [], "shape": ["batch", 784],
@@ -49,17 +51,19 @@ from graphc.errors import GraphcError, GraphError, LoadError
 from graphc.ir import exprtext, types
 from graphc.ir.body import BODY, Body
 from graphc.ir.graph import ROLES, Graph, Node
-from graphc.ir.op import OPS, Constant, Input
+from graphc.ir.op import OPS, Constant, Input, output_types
 from graphc.ir.params import MAX_INT, kinds_of
 
 FORMAT = "graphc"
-VERSION = 2  # what save writes; load reads 1 (no inner graphs) and 2
+VERSION = 2  # what save writes; load reads 1 (no inner graphs, no multi-output nodes) and 2
 VERSIONS = (1, 2)
 MAX_BYTES = 1 << 30  # largest total of constant data (decoded) that load accepts by default
 MAX_NODES = 5_000_000  # most nodes load accepts by default (about 1 KB of memory each)
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "float16", "float32", "float64")
 NODE_KEYS = {"name", "op", "inputs", "shape", "dtype", "role", "scope", "params", "value"}
+MULTI_KEYS = NODE_KEYS - {"shape", "dtype", "value"} | {"outputs"}  # version 2: a multi-output
+#   node lists one {"shape", "dtype"} per output instead of its own shape and dtype
 MAX_PARAM_DEPTH = 8  # lists in lists in a parameter (scatter_add's windows need 3)
 MAX_DIM_TEXT = 200  # characters of one symbolic dimension expression
 MAX_GRAPH_DEPTH = 32  # inner graphs inside inner graphs (a loop in a remat in a loop ...)
@@ -121,6 +125,10 @@ def _nodes_to_json(graph: Graph) -> list:
         entry = {"name": n.name, "op": n.op.name, "inputs": [x.index for x in n.inputs],
                  "shape": [_dim_to_json(d, n) for d in n.shape], "dtype": n.dtype.name,
                  "role": n.role, "scope": n.scope}
+        if n.op.multi:
+            del entry["shape"], entry["dtype"]
+            entry["outputs"] = [{"shape": [_dim_to_json(d, n) for d in s], "dtype": d.name}
+                                for s, d in output_types(n)]
         if isinstance(n.op, Constant):
             entry["value"] = _array_to_json(n.op.value)
         elif not isinstance(n.op, Input) and n.op.params():
@@ -395,7 +403,10 @@ class _Reader:
         loc = f"{at}nodes[{k}]"
         if not isinstance(e, dict):
             self.fail(loc, f"expected a JSON object, got {_kind(e)}")
-        extra = set(e) - NODE_KEYS
+        op_name = e.get("op")  # checked below; here only to know which keys a node may have
+        multi = (self.version >= 2 and isinstance(op_name, str)
+                 and getattr(OPS.get(op_name), "multi", False))
+        extra = set(e) - (MULTI_KEYS if multi else NODE_KEYS)
         if extra:
             self.fail(loc, f"unknown keys {sorted(extra)}")
         name = self.field(e, loc, "name", str)
@@ -415,8 +426,18 @@ class _Reader:
         scope = self.field(e, loc, "scope", str)
         if scope and (any(not p for p in scope.split("/"))):
             self.fail(f"{loc}.scope", f"expected names joined by '/', got {scope!r}")
-        shape = self.shape(e.get("shape"), f"{loc}.shape")
-        dtype = self.dtype(e.get("dtype"), f"{loc}.dtype")
+        if multi:
+            outs = self.field(e, loc, "outputs", list)
+            expected = []
+            for j, o in enumerate(outs):
+                if not isinstance(o, dict) or set(o) != {"shape", "dtype"}:
+                    self.fail(f"{loc}.outputs[{j}]", "expected an object with exactly the keys "
+                              "shape, dtype")
+                expected.append((self.shape(o["shape"], f"{loc}.outputs[{j}].shape"),
+                                 self.dtype(o["dtype"], f"{loc}.outputs[{j}].dtype")))
+        else:
+            shape = self.shape(e.get("shape"), f"{loc}.shape")
+            dtype = self.dtype(e.get("dtype"), f"{loc}.dtype")
         ins = self.field(e, loc, "inputs", list)
         for j, i in enumerate(ins):
             if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < k:
@@ -448,6 +469,15 @@ class _Reader:
         node.scope = scope
         if node.name != name:
             self.fail(f"{loc}.name", f"could not be kept (became {node.name!r})")
+        if multi:
+            found = output_types(node)
+            if len(found) != len(expected) or any(
+                    not types.shape_eq(s1, s2) or d1 != d2
+                    for (s1, d1), (s2, d2) in zip(found, expected)):
+                self.fail(f"{loc}.outputs", f"the file's outputs differ from what {op_name} "
+                          "of the inputs gives: " + ", ".join(
+                              f"{types.fmt_shape(s)} {d.name}" for s, d in found))
+            return
         if not types.shape_eq(node.shape, shape):
             self.fail(f"{loc}.shape", f"the file says {types.fmt_shape(shape)} but {op_name} "
                       f"of the inputs gives {types.fmt_shape(node.shape)}")

@@ -35,7 +35,7 @@ from graphc import ops
 from graphc.errors import GraphError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant, Input, has_hook
+from graphc.ir.op import Constant, Input, has_hook, output_types
 from graphc.ops.base import lift
 from graphc.ops.symbolic import as_objects, object_array, sympify
 from graphc.ops.symbolic import entries as array_entries
@@ -148,7 +148,8 @@ def _shared(order: list[Node], outs: list[Node]) -> set[Node]:
         for x in n.inputs:
             uses[x] = uses.get(x, 0) + 1
     return {n for n, k in uses.items()
-            if k > 1 and not isinstance(n.op, (Input, Constant)) and n not in out_set}
+            if k > 1 and not isinstance(n.op, (Input, Constant)) and n not in out_set
+            and not n.op.multi}  # a tuple is named through its views
 
 
 def _input_symbols(n: Node, real: bool = True) -> np.ndarray:
@@ -198,6 +199,9 @@ def _evaluate(n: Node, args: list[np.ndarray]) -> np.ndarray:
         raise GraphError(f"to_sympy: node {n.name!r} uses op {op.label()}, which has no sympy "
                          f"form: {type(op).__name__} defines no hook sympy(node, *args) (ops "
                          "made by gc.elementwise have one; see graphc.ops.symbolic)")
+    if op.multi:  # one array per output, each shaped like its output
+        outs = op.sympy(n, *args)
+        return tuple(as_objects(v, shape) for v, (shape, _) in zip(outs, output_types(n)))
     return as_objects(op.sympy(n, *args), n.shape)
 
 

@@ -19,7 +19,7 @@ from graphc.errors import GraphError
 from graphc.ir import types
 from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node, node_list
-from graphc.ir.op import fmt_param
+from graphc.ir.op import fmt_param, output_types
 
 MAX_INDENT = 32  # tree levels drawn before a subtree moves to the left margin
 
@@ -89,11 +89,21 @@ def debugprint(node_or_list, max_depth: int | None = None) -> str:
 
 def describe(n: Node) -> str:
     """One line for a node: `#id name: op shape`, then its dtype unless float64, and its role
-    unless forward."""
-    extra = "" if n.dtype.name == "float64" else f" {n.dtype.name}"
+    unless forward; a multi-output node lists its outputs: `split -> [0] (2,) | [1] (3,)`."""
+    extra = "" if n.op.multi or n.dtype.name == "float64" else f" {n.dtype.name}"
     if n.role != "forward":
         extra += f" [{n.role}]"
-    return f"#{n.index} {n.name}: {op_label(n.op)} {types.fmt_shape(n.shape)}{extra}"
+    return f"#{n.index} {n.name}: {op_label(n.op)} {type_text(n)}{extra}"
+
+
+def type_text(n: Node) -> str:
+    """A node's shape (`(2, 3)`), or a multi-output node's outputs (`-> [0] (2,) | [1] (3,)`,
+    each output's dtype unless float64)."""
+    if not n.op.multi:
+        return types.fmt_shape(n.shape)
+    return "-> " + " | ".join(
+        f"[{k}] {types.fmt_shape(s)}{'' if d.name == 'float64' else ' ' + d.name}"
+        for k, (s, d) in enumerate(output_types(n)))
 
 
 def op_label(op) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
-from graphc.ir.op import Constant, Input, Op
+from graphc.ir.op import TUPLE, Constant, Input, Op, Output, output_types
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = ("forward", "grad")
@@ -213,7 +213,11 @@ class Graph:
         mark = len(self.nodes)
         try:
             inputs = tuple(x if x.graph is self else self.capture(x) for x in inputs)
-            shape, dtype = op.infer(*inputs)
+            if op.multi:  # its value is the tuple: the views carry each output's type
+                op.infer(*inputs)
+                shape, dtype = (), TUPLE
+            else:
+                shape, dtype = op.infer(*inputs)
         except ShapeError as e:
             self.rollback(mark)  # the captures made for this node
             raise ShapeError(f"{e} (at {user_source_line()})") from None
@@ -276,6 +280,31 @@ class Graph:
             yield g
         finally:
             g.parent = None
+
+    def views(self, node: Node) -> tuple[Node, ...]:
+        """The `Output(k)` views of a multi-output apply node, one per output, built the
+        first time they are asked for (named `node[k]`) and the same nodes after that.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g = gc.Graph()
+            >>> x = g.input("x", shape=(5,))
+            >>> a, b = gc.split(x, [2])
+            >>> [v.name for v in g.views(a.inputs[0])], a.shape, b.shape
+            (['split_1[0]', 'split_1[1]'], (2,), (3,))
+        """
+        if node not in self or not node.op.multi:
+            raise GraphError(f"views: {node!r} is not a multi-output node of {self.name!r}")
+        key = ("views", node.index)
+        hit = self.cache.get(key)
+        if hit is None or hit[0] is not node:
+            n = node.op.n_outputs(*node.inputs)
+            with self.role(node.role):
+                made = tuple(self._append(Output(k), (node,), s, d, f"{node.name}[{k}]",
+                                          scope=node.scope, source=node.source)
+                             for k, (s, d) in zip(range(n), output_types(node)))
+            hit = self.cache.put(key, (node, made), made)
+        return hit[1]
 
     def append_copy(self, node: Node, inputs=(), name: str | None = None, *,
                     as_input: bool = False) -> Node:

@@ -15,7 +15,7 @@ import numpy as np
 
 from graphc.errors import GraphError
 from graphc.ir import types
-from graphc.ir.params import check_params
+from graphc.ir.params import COUNT, check_params, param
 
 if TYPE_CHECKING:
     from graphc.ir.graph import Node
@@ -67,6 +67,7 @@ class Op:
     name: ClassVar[str] = "op"
     arity: ClassVar[int | None] = 1  # None: any number of inputs
     differentiable: ClassVar[bool] = True  # False: no gradient flows through it, by design
+    multi: ClassVar[bool] = False  # several results: a `MultiOp`, read through `Output` views
 
     def infer(self, *inputs: Node) -> tuple[types.Shape, np.dtype]:
         raise NotImplementedError
@@ -187,6 +188,88 @@ def op_key(op: Op):
         return (type(op), op)
     except TypeError:
         return (type(op), repr(op))
+
+
+class MultiOp(Op):
+    """An op with several results (`split`, `slogdet`): one apply node holds them all, and
+    each result is read through its own `Output(k)` view node (`Graph.views`).
+
+    The apply node computes once (`forward` returns a tuple); its own shape is `()` and its
+    dtype `TUPLE`, since its value is the tuple: `infer` returns one (shape, dtype) per
+    output, and the views carry them. The hooks take one entry per output where a single-
+    output op takes one node:
+
+    - `bprop(inputs, outs, gs, i)`: `outs` are the output views, `gs` one cotangent per output
+      (None for an output that gets none); returns input i's cotangent, as for any op.
+    - `jvp(inputs, outs, t, i)`: a list with one tangent per output (None where zero).
+    - `sympy(node, *args)`: one array per output. `batch(node, ins, m)`: one batched node per
+      output (`NotImplemented`: row by row).
+    """
+
+    multi: ClassVar[bool] = True
+
+    def n_outputs(self, *inputs: Node) -> int:
+        return len(self.infer(*inputs))
+
+    def cost(self, node) -> float:
+        return sum(entries(s) for s, _ in output_types(node)) + sum(
+            entries(x.shape) for x in node.inputs)
+
+
+TUPLE = np.dtype(object)  # the dtype of a multi-output apply node: its value is a tuple
+
+
+def output_types(node: Node) -> list[tuple[types.Shape, np.dtype]]:
+    """One (shape, dtype) per output of a multi-output apply node, from its op's `infer`."""
+    hit = node.graph.cache.get(("output_types", node.index))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    found = [(tuple(s), np.dtype(d)) for s, d in node.op.infer(*node.inputs)]
+    node.graph.cache.put(("output_types", node.index), (node, found), [node])
+    return found
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Output(Op):
+    """Output `index` of a multi-output apply node: a view, free in generated code.
+
+    Its derivative rules move one entry of the apply node's per-output lists: the cotangent
+    `g` goes to slot `index` (the others get none), the tangent is slot `index` of the list.
+    """
+
+    name: ClassVar[str] = "output"
+    index: int = param(COUNT, 0)
+
+    def infer(self, t):
+        if not t.op.multi:
+            raise GraphError(f"output: node {t.name!r} ({t.op.label()}) has one result; "
+                             "output(k) reads a result of a multi-output op")
+        outs = output_types(t)
+        if not 0 <= self.index < len(outs):
+            raise GraphError(f"output: {t.op.label()} has {len(outs)} outputs, no index "
+                             f"{self.index}")
+        return outs[self.index]
+
+    def forward(self, t):
+        return t[self.index]
+
+    def bprop(self, inputs, out, g, i):
+        n = len(output_types(inputs[0]))
+        return [g if k == self.index else None for k in range(n)]
+
+    def jvp(self, inputs, out, t, i):
+        return t[self.index]
+
+    def sympy(self, node, t):
+        return t[self.index]
+
+    def cost(self, node) -> float:
+        return 0.0  # a view of a result computed by its apply node
+
+    def batch(self, node, ins, m):
+        (t, batched), = ins
+        return t[self.index] if batched else NotImplemented
 
 
 @register

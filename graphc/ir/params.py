@@ -192,6 +192,7 @@ DTYPE = _DType()
 SHAPE = _Shape()
 INDEX = _Index()
 INDICES = _TupleOf(INDEX)
+COUNTS = _TupleOf(COUNT)
 
 
 def check_size(d, where: str) -> None:

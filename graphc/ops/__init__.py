@@ -47,6 +47,7 @@ from graphc.ops.shape import (
     expand_dims,
     getitem,
     reshape,
+    split,
     squeeze,
     stack,
     swapaxes,
@@ -63,5 +64,5 @@ __all__ = [
     "stop_gradient", "sub", "tan", "tanh", "where", "zeros_like", "diag", "dot", "matmul",
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
-    "getitem", "reshape", "squeeze", "stack", "swapaxes", "transpose",
+    "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
 ]

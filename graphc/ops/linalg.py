@@ -1,5 +1,5 @@
-"""Linear algebra: matmul (batched, NumPy semantics), trace, diag; dot and outer derive from
-them. matmul is bilinear: its jvp applies matmul to one tangent at a time."""
+"""Linear algebra: matmul (batched, NumPy semantics), trace, diag, inv, slogdet; dot and outer
+derive from them. matmul is bilinear: its jvp applies matmul to one tangent at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir import types
-from graphc.ir.op import Op, entries, register
+from graphc.ir.graph import Node
+from graphc.ir.op import MultiOp, Op, entries, register
 from graphc.ops import symbolic
 from graphc.ops.base import atomic, build, graph_of, lift
 from graphc.ops.elementwise import mul
@@ -209,6 +210,135 @@ class Diag(Op):
 
 
 builtins_min = min
+
+
+def _square(op: str, a) -> None:
+    if a.ndim < 2 or not types.dim_eq(a.shape[-1], a.shape[-2]):
+        raise ShapeError(f"{op} needs square matrices (..., n, n), got {types.fmt_shape(a.shape)}")
+    if not types.is_float(a.dtype):
+        raise ShapeError(f"{op} needs a float matrix, got {a.dtype}")
+
+
+def _mT(x):
+    return swapaxes(x, -1, -2)
+
+
+def _sympy_matrices(a: np.ndarray, fn) -> np.ndarray:
+    """`fn` on each sympy Matrix of a stack (..., n, n) of object entries; results stacked."""
+    import sympy
+
+    flat = a.reshape(-1, *a.shape[-2:])
+    return [fn(sympy.Matrix(m.tolist())) for m in flat]
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Inv(Op):
+    """The inverse of square matrices (..., n, n). d inv(A) = -inv(A) dA inv(A)."""
+
+    name: ClassVar[str] = "inv"
+    fresh: ClassVar[bool] = True
+
+    def infer(self, a):
+        _square("inv", a)
+        return a.shape, a.dtype
+
+    def forward(self, a):
+        return np.linalg.inv(a)
+
+    def bprop(self, inputs, out, g, i):
+        return -matmul(matmul(_mT(out), g), _mT(out))
+
+    def jvp(self, inputs, out, t, i):
+        return -matmul(matmul(out, t), out)
+
+    def batch(self, node, ins, m):
+        return inv(ins[0][0])  # np.linalg.inv works on stacks
+
+    def sympy(self, node, a):
+        invs = _sympy_matrices(a, lambda mat: np.array(mat.inv().tolist(), dtype=object))
+        return np.array(invs, dtype=object).reshape(a.shape)
+
+    def cost(self, node) -> float:
+        n = entries(node.shape[-1:])
+        return entries(node.shape) * n
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Slogdet(MultiOp):
+    """(sign, log|det|) of square matrices (..., n, n), as NumPy's slogdet: a log-determinant
+    that does not overflow. The sign has no gradient (it is piecewise constant);
+    d log|det A| = trace(inv(A) dA), so its cotangent is g inv(A)^T."""
+
+    name: ClassVar[str] = "slogdet"
+
+    def infer(self, a):
+        _square("slogdet", a)
+        return [(a.shape[:-2], a.dtype), (a.shape[:-2], a.dtype)]
+
+    def forward(self, a):
+        sign, logdet = np.linalg.slogdet(a)
+        return np.asarray(sign, a.dtype), np.asarray(logdet, a.dtype)
+
+    def bprop(self, inputs, outs, gs, i):
+        g = gs[1]
+        if g is None:
+            return None
+        a = inputs[0]
+        return expand_dims(g, (a.ndim - 2, a.ndim - 1)) * _mT(inv(a))
+
+    def jvp(self, inputs, outs, t, i):
+        return [None, _sum(_mT(inv(inputs[0])) * t, axis=(-2, -1))]
+
+    def batch(self, node, ins, m):
+        return list(slogdet(ins[0][0]))  # np.linalg.slogdet works on stacks
+
+    def sympy(self, node, a):
+        import sympy
+
+        dets = _sympy_matrices(a, lambda mat: mat.det())
+        sign = np.array([sympy.sign(d) for d in dets], dtype=object).reshape(a.shape[:-2])
+        logdet = np.array([sympy.log(sympy.Abs(d)) for d in dets], dtype=object
+                          ).reshape(a.shape[:-2])
+        return sign, logdet
+
+    def cost(self, node) -> float:
+        a = node.inputs[0]
+        return entries(a.shape) * entries(a.shape[-1:])
+
+
+@atomic
+def inv(a):
+    """The inverse of a square matrix (or of each matrix of a stack (..., n, n)).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> gc.linalg.inv(a).eval({a: np.diag([2.0, 4.0])})
+        array([[0.5 , 0.  ],
+               [0.  , 0.25]])
+    """
+    g = graph_of(a)
+    return g.apply(Inv(), [lift(a, g)])
+
+
+@atomic
+def slogdet(a) -> tuple[Node, Node]:
+    """`(sign, logabsdet)` of a square matrix (or a stack), as `np.linalg.slogdet`: two nodes
+    read from one `slogdet` node.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> sign, logdet = gc.linalg.slogdet(a)
+        >>> float(sign.eval({a: -np.eye(2) * 3})), float(np.exp(logdet.eval({a: np.eye(2) * 3})))
+        (1.0, 9.000000000000002)
+    """
+    g = graph_of(a)
+    return g.views(g.apply(Slogdet(), [lift(a, g)]))
 
 
 def matmul(a, b):

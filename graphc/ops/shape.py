@@ -12,8 +12,8 @@ import sympy
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import Op, register
-from graphc.ir.params import AXES, AXIS, INDEX, PERMUTATION, SHAPE, param
+from graphc.ir.op import MultiOp, Op, register
+from graphc.ir.params import AXES, AXIS, COUNTS, INDEX, PERMUTATION, SHAPE, param
 from graphc.ops import symbolic
 from graphc.ops.base import all_batched, atomic, build, graph_of, lift, pad_batched, shift_axis
 from graphc.ops.elementwise import zeros_like
@@ -241,6 +241,57 @@ class Concatenate(Op):
 
     def batch(self, node, ins, m):
         return node.graph.apply(Concatenate(shift_axis(self.axis)), all_batched(ins, m))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Split(MultiOp):
+    """NumPy's split at the points `indices` along `axis`: one result per piece. Linear: the
+    tangent is split alike and the adjoint joins the cotangents (zeros for a piece with none)."""
+
+    name: ClassVar[str] = "split"
+    linear: ClassVar[bool] = True
+    indices: tuple = param(COUNTS, ())  # ascending cut points, each at most the axis' size
+    axis: int = param(AXIS, 0)
+
+    def infer(self, x):
+        if not x.ndim:
+            raise ShapeError("split: a zero-dimensional input cannot be split")
+        ax = types.normalize_axis(self.axis, x.ndim)
+        d = x.shape[ax]
+        if not isinstance(d, int):
+            raise ShapeError(f"split along axis {self.axis} of {types.fmt_shape(x.shape)}: "
+                             "the size along the axis must be static")
+        points = (0, *self.indices, d)
+        if any(b < a for a, b in zip(points, points[1:])):
+            raise ShapeError(f"split of {types.fmt_shape(x.shape)}: the indices "
+                             f"{self.indices} must ascend within 0..{d} along axis {self.axis}")
+        return [(x.shape[:ax] + (b - a,) + x.shape[ax + 1:], x.dtype)
+                for a, b in zip(points, points[1:])]
+
+    def forward(self, x):
+        return tuple(np.split(x, list(self.indices), axis=self.axis))
+
+    def emit_numpy(self, node, args, ctx):
+        indices, axis = ctx.literal(self.indices), ctx.literal(self.axis)
+        return f"np.split({args[0]}, {indices}, axis={axis})"
+
+    def sympy(self, node, x):
+        return tuple(np.split(x, list(self.indices), axis=self.axis))
+
+    def bprop(self, inputs, outs, gs, i):
+        if all(g is None for g in gs):
+            return None
+        parts = [zeros_like(o) if g is None else g for o, g in zip(outs, gs)]
+        return concatenate(parts, axis=self.axis) if len(parts) > 1 else parts[0]
+
+    def jvp(self, inputs, outs, t, i):
+        return list(t.graph.views(t.graph.apply(self, [t])))
+
+    def batch(self, node, ins, m):
+        (x, _), = ins
+        axis = self.axis % node.inputs[0].ndim + 1
+        return list(x.graph.views(x.graph.apply(Split(self.indices, axis), [x])))
 
 
 @register
@@ -503,6 +554,47 @@ def concatenate(xs, axis=0):
     """Join a list of nodes along an existing axis."""
     g = graph_of(xs)
     return g.apply(Concatenate(int(axis)), [lift(x, g) for x in xs])
+
+
+@atomic
+def split(x, indices_or_sections, axis=0) -> tuple[Node, ...]:
+    """NumPy's split: a tuple of nodes, one per piece, all read from one `split` node.
+
+    `indices_or_sections` is a number of equal pieces or a list of cut points along `axis`
+    (negative points count from the end; points past the end give empty pieces).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(5,))
+        >>> a, b = gc.split(x, [2])
+        >>> b.eval({x: np.arange(5.0)})
+        array([2., 3., 4.])
+    """
+    g = graph_of(x)
+    x = lift(x, g)
+    if not x.ndim:
+        raise ShapeError("split: a zero-dimensional input cannot be split")
+    ax = types.normalize_axis(int(axis), x.ndim)
+    d = x.shape[ax]
+    if not isinstance(d, int):
+        raise ShapeError(f"split along axis {axis} of {types.fmt_shape(x.shape)}: the size "
+                         "along the axis must be static")
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0 or d % k:
+            raise ShapeError(f"split: {d} entries along axis {axis} do not divide into {k} "
+                             "equal pieces")
+        points = tuple(range(d // k, d, d // k))
+    else:
+        points, last = [], 0
+        for p in indices_or_sections:
+            p = int(p)
+            p = min(max(p + d if p < 0 else p, 0), d)
+            last = max(last, p)  # NumPy: a point before the previous one gives an empty piece
+            points.append(last)
+        points = tuple(points)
+    return g.views(g.apply(Split(points, ax), [x]))
 
 
 @atomic

@@ -14,7 +14,7 @@ import numpy as np
 
 from graphc.ir import types
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant, Input
+from graphc.ir.op import Constant, Input, Output
 from graphc.rewrite.engine import rule
 
 MAX_FOLD = 1 << 16
@@ -42,8 +42,10 @@ def _fold(n: Node, values) -> Node | None:
 @rule("fold")
 def constant_inputs_to_constant(n: Node) -> Node | None:
     """An op over constants only is evaluated once, at compile time."""
-    if not n.inputs or isinstance(n.op, (Constant, Input)) or not n.op.pure:
-        return None
+    if not n.inputs or isinstance(n.op, (Constant, Input, Output)) or not n.op.pure:
+        return None  # (a view reads a tuple, which is never a constant)
+    if n.op.multi:
+        return None  # a tuple is not a constant: its views stay views
     if not all(isinstance(x.op, Constant) for x in n.inputs):
         return None
     return _fold(n, [x.op.value for x in n.inputs])

@@ -40,6 +40,17 @@ def distinct_shifted(rng, shape):
     return distinct(rng, shape) + 0.05  # entries on a 0.1 grid plus [0, 0.04): 0.01 apart
 
 
+def well_conditioned(rng, shape):
+    """Square matrices near the identity (|det| away from 0), so inv and slogdet are smooth."""
+    return np.eye(shape[-1]) * rng.choice([-1.0, 1.0], shape[:-2] + (1, 1)) + 0.3 * \
+        rng.standard_normal(shape)
+
+
+def both(outputs, combine):
+    """A multi-output op's results combined into one node (a case's output)."""
+    return combine(*outputs)
+
+
 @dataclass
 class Case:
     op: str                       # the registered op name this case exercises
@@ -153,6 +164,21 @@ CASES: list[Case] = [
          lambda x: gc.softmax_cross_entropy(x, np.array([0, 3, 1])), [(3, 4)], id="sce_ids"),
     Case("softmax_cross_entropy", lambda x, p: gc.softmax_cross_entropy(x, gc.softmax(p)),
          [(3, 4), (3, 4)], id="sce_soft_labels"),
+    # ops with several results: a case picks one output, or combines them into one node
+    Case("split", lambda x: gc.split(x, [1, 3])[1], [(4, 3)], id="split_middle_only"),
+    Case("split", lambda x: both(gc.split(x, 2, axis=1), lambda a, b: a * gc.sin(b)),
+         [(3, 4)], id="split_both"),
+    Case("split", lambda x: gc.split(x, [-1], axis=-1)[0].sum(axis=0), [(2, 3, 3)],
+         id="split_negative"),
+    Case("output", lambda x: gc.split(x, 3)[2] * gc.split(x, 3)[0], [(6,)], id="output_views"),
+    Case("slogdet", lambda a: gc.linalg.slogdet(a)[1], [(3, 3)], [well_conditioned],
+         id="slogdet_logabsdet"),
+    Case("slogdet", lambda a: both(gc.linalg.slogdet(a), lambda s, ld: s * ld), [(3, 3)],
+         [well_conditioned], id="slogdet_both"),
+    Case("slogdet", lambda a: gc.linalg.slogdet(a)[1], [(2, 3, 3)], [well_conditioned],
+         id="slogdet_batched"),
+    Case("inv", lambda a: gc.linalg.inv(a), [(3, 3)], [well_conditioned]),
+    Case("inv", lambda a: gc.linalg.inv(a), [(2, 2, 2)], [well_conditioned], id="inv_batched"),
 ]
 
 # Ops with no gradient of their own, or exercised only through other cases.

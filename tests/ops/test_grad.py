@@ -37,6 +37,16 @@ def push_tangents(out, xs, tangents):
     for n in walk.ancestors([out]):
         if n in table:
             continue
+        if n.op.multi:  # one tangent per output, summed slot by slot; views pick theirs
+            views = n.graph.views(n)
+            slots = [[] for _ in views]
+            for i, x in enumerate(n.inputs):
+                if table.get(x) is not None:
+                    for k, c in enumerate(n.op.jvp(n.inputs, views, table[x], i)):
+                        if c is not None:
+                            slots[k].append(c)
+            table[n] = [gc.add_n(p) if p else None for p in slots]
+            continue
         parts = []
         for i, x in enumerate(n.inputs):
             t = table.get(x)
