@@ -24,7 +24,7 @@ import pytest
 import graphc as gc
 from graphc.export import json as gjson
 from tests.export.test_hostile_files import CODE, MARKER, NEWLINE_CODE
-from tests.export.test_json import build_case
+from tests.export.test_json import build_case, paths
 from tests.ops.cases import CASES
 
 EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "600"))
@@ -46,16 +46,6 @@ def base_documents() -> list[dict]:
         g, _ = build_case(case, rng)
         docs.append(json.loads(gjson.dumps(g)))
     return docs
-
-
-def paths(v, prefix=()):
-    yield prefix
-    if isinstance(v, dict):
-        for k, x in v.items():
-            yield from paths(x, (*prefix, k))
-    elif isinstance(v, list):
-        for k, x in enumerate(v):
-            yield from paths(x, (*prefix, k))
 
 
 def mutate(doc: dict, rng: np.random.Generator) -> dict:
