@@ -88,6 +88,16 @@ class _Count(Kind):
             self.fail(v, where)
 
 
+class _Size(Kind):
+    """One size: an int from 0 to MAX_INT, or a symbolic size (one_hot's depth may be the
+    class axis of logits shaped `("batch", "n_classes")`)."""
+
+    name = "a size (an int >= 0 or a symbolic size)"
+
+    def check(self, v, where):
+        check_size(v, where)
+
+
 class _Axis(Kind):
     name = f"an int axis from {-MAX_RANK} to {MAX_RANK - 1}"
 
@@ -185,6 +195,7 @@ class _TupleOf(Kind):
 
 FLAG = _Flag()
 COUNT = _Count()
+SIZE = _Size()
 AXIS = _Axis()
 AXES = _Axes()
 PERMUTATION = _Permutation()

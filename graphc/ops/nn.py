@@ -16,7 +16,7 @@ import sympy
 from graphc.errors import ShapeError
 from graphc.ir import types
 from graphc.ir.op import Op, register
-from graphc.ir.params import AXIS, COUNT, DTYPE, FLAG, param
+from graphc.ir.params import AXIS, DTYPE, FLAG, SIZE, param
 from graphc.ops import symbolic
 from graphc.ops.base import all_batched, as_float_dtype, atomic, build, graph_of, lift, shift_axis
 from graphc.ops.elementwise import exp
@@ -133,7 +133,7 @@ class OneHot(Op):
     differentiable: ClassVar[bool] = False
     bounded: ClassVar[bool] = True
     fresh: ClassVar[bool] = True
-    depth: int = param(COUNT, 1)
+    depth: int = param(SIZE, 1)
     dtype: np.dtype = param(DTYPE, np.dtype(np.float64))
 
     def infer(self, labels):

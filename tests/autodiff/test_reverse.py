@@ -258,3 +258,21 @@ def test_softmax_cross_entropy_declares_the_dtype_it_computes(logits_dtype, labe
     gtol = 1e-6 if logits_dtype == "float32" else 1e-12  # the gradient has the logits' dtype
     np.testing.assert_allclose(gc.eval(gl, feed), np.exp(log_p) - np.eye(3)[ids],
                                rtol=gtol, atol=gtol)
+
+
+def test_integer_label_cross_entropy_over_a_symbolic_class_axis(tmp_path):
+    """one_hot's depth is then a symbolic size: a parameter kind that allows it, and a file
+    that keeps it (found by the backprop notebook after parameter kinds were declared)."""
+    g = gc.Graph()
+    L = g.input("L", shape=("m", "k"))
+    y = g.input("y", shape=("m",), dtype="int64")
+    gL = gc.grad(gc.softmax_cross_entropy(L, y).mean(), L)
+    Lv = np.random.default_rng(0).standard_normal((4, 3))
+    yv = np.array([0, 2, 1, 1])
+    p = np.exp(Lv - Lv.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = (p - np.eye(3)[yv]) / 4
+    np.testing.assert_allclose(gc.function([L, y], gL)(Lv, yv), want, rtol=1e-13)
+    g2 = gc.load(gc.save(g, tmp_path / "g.json"))
+    np.testing.assert_allclose(gc.function([g2["L"], g2["y"]], g2[gL.name])(Lv, yv), want,
+                               rtol=1e-13)
