@@ -101,14 +101,15 @@ def _demo(argv: list[str]) -> int:
     pre.add_argument("--out", default="mlp_grad.dot")
     dot_path = pre.parse_known_args(argv)[0].out
     try:
-        dot.find_dot()
+        renderer = os.path.basename(dot.find_dot())
     except dot.GraphvizError:
-        print("(Graphviz's dot is not installed, so no SVG; `apt-get install graphviz` adds it)")
+        print("(no Graphviz renderer, so no SVG: `pip install \"graphc[render]\"` or "
+              "`apt-get install graphviz` adds one)")
         return 0
     svg = os.path.splitext(dot_path)[0] + ".svg"
     with open(dot_path, encoding="utf-8") as fh:
         dot.run_dot(fh.read(), svg)
-    print(f"wrote {os.path.abspath(svg)} (rendered by Graphviz)")
+    print(f"wrote {os.path.abspath(svg)} (rendered by {renderer})")
     return 0
 
 

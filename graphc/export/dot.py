@@ -15,6 +15,7 @@ import html
 import os
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Iterable
 
 from graphc.errors import GraphcError, GraphError
@@ -108,7 +109,8 @@ def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = Fa
 
 
 def render(graph_or_nodes, path, format: str | None = None, **options) -> str:  # noqa: A002
-    """Draw a graph (or the ancestors of nodes) to an svg, png or pdf file with Graphviz's dot.
+    """Draw a graph (or the ancestors of nodes) to an svg, png or pdf file with Graphviz's dot
+    (or, without it, the pip-installed renderer of `graphc[render]`: svg and png).
 
     The format comes from `format` or the file's suffix; `options` are those of `to_dot`.
     Returns the path written.
@@ -139,7 +141,7 @@ def run_dot(dot_source: str, path, format: str | None = None) -> str:  # noqa: A
     if fmt not in FORMATS:
         raise GraphError(f"render: cannot tell the output format of {path!r}; expected a "
                          f"format or a file suffix among {', '.join(FORMATS)}, got {fmt!r}")
-    exe = find_dot()
+    exe = find_dot(fmt)
     try:
         proc = subprocess.run([exe, f"-T{fmt}", "-o", path], input=dot_source.encode(),
                               capture_output=True, timeout=300, check=False)
@@ -152,16 +154,34 @@ def run_dot(dot_source: str, path, format: str | None = None) -> str:  # noqa: A
     return path
 
 
-def find_dot() -> str:
-    """The path of Graphviz's `dot`, or a GraphvizError that says how to install it."""
+# The pip-installed renderer (`pip install "graphc[render]"`): graphviz-pure, a self-contained
+# port of Graphviz's dot command line; it writes svg and png (not pdf) and installs no `dot`, so
+# it never shadows a system Graphviz.
+PIP_RENDERER = "graphviz-pure"
+PIP_FORMATS = ("svg", "png")
+
+
+def find_dot(format: str = "svg") -> str:  # noqa: A002
+    """The renderer for `format`: Graphviz's `dot` from PATH, else the pip-installed
+    graphviz-pure (on PATH or beside this Python, as in a venv that is not activated); or a
+    GraphvizError that says how to get one."""
     exe = shutil.which("dot")
-    if exe is None:
+    if exe is not None:
+        return exe
+    here = sysconfig.get_path("scripts")
+    pip = shutil.which(PIP_RENDERER) or shutil.which(PIP_RENDERER, path=here)
+    if pip is not None and format in PIP_FORMATS:
+        return pip
+    if pip is not None:
         raise GraphvizError(
-            "Graphviz's `dot` program was not found on PATH, so the drawing cannot be rendered. "
-            "Install Graphviz: `apt-get install graphviz` (Debian, Ubuntu), `brew install "
-            "graphviz` (macOS), `conda install -c conda-forge graphviz`, or see "
-            "https://graphviz.org/download/. gc.to_dot(...) gives the DOT text without it.")
-    return exe
+            f"render: {format} needs Graphviz's own `dot` (the pip-installed {PIP_RENDERER} "
+            f"writes {' and '.join(PIP_FORMATS)}); install Graphviz, or draw to svg or png")
+    raise GraphvizError(
+        "Graphviz's `dot` program was not found on PATH, so the drawing cannot be rendered. "
+        'Install the pip renderer, `pip install "graphc[render]"` (svg and png), or Graphviz '
+        "itself: `apt-get install graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS), "
+        "`conda install -c conda-forge graphviz`, or see https://graphviz.org/download/. "
+        "gc.to_dot(...) gives the DOT text without either.")
 
 
 def derivation(node: Node) -> list[Node]:
