@@ -104,3 +104,17 @@ def test_bad_input_raises_a_clear_documented_error(call, error, message):
         call()
     assert isinstance(info.value, gc.GraphcError)
     assert len(g.nodes) == n_nodes  # nothing half-built
+
+
+def test_dot_of_mismatched_lengths_names_dot_not_matmul():
+    g = gc.Graph()
+    a, b = g.input("a", shape=(3,)), g.input("b", shape=(4,))
+    with pytest.raises(gc.ShapeError) as info:
+        gc.dot(a, b)
+    msg = str(info.value)
+    assert msg.startswith("dot of (3,) and (4,)") and "3 and 4" in msg and "matmul" not in msg
+    assert "test_bad_input.py" in msg  # the user's line
+    assert len(g.nodes) == 2
+    A = g.input("A", shape=(2, 4))
+    np.testing.assert_allclose(gc.dot(A, b).eval({A: np.ones((2, 4)), b: np.arange(4.0)}),
+                               [6.0, 6.0])

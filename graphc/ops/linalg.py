@@ -10,7 +10,7 @@ import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir import types
-from graphc.ir.graph import Node
+from graphc.ir.graph import Node, user_source_line
 from graphc.ir.op import MultiOp, Op, entries, register
 from graphc.ops import symbolic
 from graphc.ops.base import atomic, build, graph_of, lift
@@ -366,6 +366,11 @@ def dot(a, b):
     if a.ndim > 2 or b.ndim > 2:
         raise ShapeError(f"dot of {types.fmt_shape(a.shape)} and {types.fmt_shape(b.shape)}: "
                          "more than two axes; use matmul (batched) or sum of products")
+    inner_a, inner_b = a.shape[-1], b.shape[0]
+    if not types.dim_eq(inner_a, inner_b):  # named as the call the user wrote, not matmul
+        raise ShapeError(f"dot of {types.fmt_shape(a.shape)} and {types.fmt_shape(b.shape)}: "
+                         f"the contracted lengths differ ({inner_a} and {inner_b}) "
+                         f"(at {user_source_line()})")
     return matmul(a, b)
 
 
