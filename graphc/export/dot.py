@@ -1,4 +1,5 @@
-"""Graphviz drawings of a graph: DOT text (`to_dot`) and files rendered by `dot` (`render`).
+"""Graphviz drawings of a graph: DOT text (`to_dot`), files rendered by `dot` (`render`), and
+the drawing Jupyter shows for a Graph or a Node (`mimebundle`, bounded in size and time).
 
 The drawing is how users see what `grad` built, so it is honest before it is pretty: every node
 of the requested subgraph appears (unless constants are asked to be folded into their
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
 from collections.abc import Iterable
 
 from graphc.errors import GraphcError, GraphError
-from graphc.export.text import op_label, type_text
+from graphc.export.text import debugprint, op_label, type_text
 from graphc.ir import types, walk
 from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node
@@ -36,6 +38,7 @@ STYLE = {  # role -> (node fill, node border, edge colour, cluster fill, cluster
 INPUT_FILL, CONST_FILL, CONST_BORDER = "#ffffff", "#f1f1f1", "#8c8c8c"
 HIGHLIGHT = "#d62728"
 MAX_PAD = 16  # nested clusters indented, and named by their path, up to this depth
+RENDER_TIMEOUT = 300  # seconds `render` lets the renderer run
 
 
 class GraphvizError(GraphcError, RuntimeError):
@@ -141,17 +144,27 @@ def run_dot(dot_source: str, path, format: str | None = None) -> str:  # noqa: A
     if fmt not in FORMATS:
         raise GraphError(f"render: cannot tell the output format of {path!r}; expected a "
                          f"format or a file suffix among {', '.join(FORMATS)}, got {fmt!r}")
+    _run(dot_source, fmt, ["-o", path], RENDER_TIMEOUT, f"writing {path!r}")
+    return path
+
+
+def _run(dot_source: str, fmt: str, args, timeout: float, target: str) -> bytes:
+    """The renderer's standard output for `dot_source` in `fmt`, or a GraphvizError naming the
+    program, the `target` and what went wrong; a renderer past `timeout` seconds is killed."""
     exe = find_dot(fmt)
     try:
-        proc = subprocess.run([exe, f"-T{fmt}", "-o", path], input=dot_source.encode(),
-                              capture_output=True, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise GraphvizError(f"render: running {exe} for {path!r} failed: {e}") from None
+        proc = subprocess.run([exe, f"-T{fmt}", *args], input=dot_source.encode(),
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise GraphvizError(f"render: {exe} took longer than {timeout:g} s {target}, and was "
+                            "stopped") from None
+    except OSError as e:
+        raise GraphvizError(f"render: running {exe} {target} failed: {e}") from None
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip()
         raise GraphvizError(f"render: {exe} -T{fmt} exited with status {proc.returncode} "
-                            f"writing {path!r}: {msg}")
-    return path
+                            f"{target}: {msg}")
+    return proc.stdout
 
 
 # The pip-installed renderer (`pip install "graphc[render]"`): graphviz-pure, a self-contained
@@ -207,6 +220,136 @@ def derivation(node: Node) -> list[Node]:
         seen.add(n)
         stack.extend(x for x in n.inputs if x.role == "grad")
     return sorted((n for n in seen if n.role == "grad" or n is node), key=lambda n: n.index)
+
+
+# -- Jupyter ----------------------------------------------------------------------------------
+# A notebook shows a Graph, or a Node with its ancestors, as its drawing, like the graphviz
+# package's objects: `install` gives both classes `_repr_mimebundle_`. Layout time grows much
+# faster than the graph (at Graphviz's defaults `dot` takes more than 30 s on a 150-node chain
+# whose input feeds every layer), so a notebook's drawing is bounded: past DISPLAY_MAX_NODES
+# nodes it is not drawn; from DISPLAY_FAST_NODES nodes on, the layout's iterations are capped
+# and edges are straight (curved edges dominate the time of larger drawings); and a renderer
+# still running after DISPLAY_TIMEOUT seconds is stopped. Instead of the drawing, the debugprint
+# text says why (cut to DISPLAY_MAX_LINES lines, and to DISPLAY_TEXT_DEPTH levels for a graph
+# too large to draw). `render` keeps Graphviz's defaults, for any size.
+DISPLAY_MAX_NODES = 300  # nodes drawn in a notebook at most (inner graphs' nodes count too)
+DISPLAY_FAST_NODES = 100  # from this many nodes on, the layout is DISPLAY_FAST_LAYOUT
+DISPLAY_TIMEOUT = 10  # seconds
+DISPLAY_MAX_LINES = 400  # lines of text/plain
+DISPLAY_TEXT_DEPTH = 8  # debugprint's max_depth for a graph too large to draw
+DISPLAY_FAST_LAYOUT = ("-Gnslimit=2", "-Gnslimit1=2", "-Gmclimit=0.1", "-Gsplines=line")
+SVG_MIME = "image/svg+xml"
+
+
+def mimebundle(graph_or_node, include=None, exclude=None) -> dict[str, str]:
+    """What Jupyter shows for a Graph or a Node (its ancestors): the drawing as svg, and the
+    `debugprint` text as text/plain. Without a drawing (no renderer, too large, too slow, a
+    renderer error) the text says why. Never raises: a notebook's display must not.
+
+    `include` and `exclude` are IPython's lists of mime types to compute or to leave out.
+
+    Examples:
+        >>> import graphc as gc
+        >>> g = gc.Graph("f")
+        >>> x = g.input("x", shape=(3,))
+        >>> y = gc.exp(x).sum()
+        >>> print(mimebundle(y, exclude=[SVG_MIME])["text/plain"])
+        #2 sum_2: sum(axis=(0,)) ()
+        └─ #1 exp_1: exp (3,)
+           └─ #0 x: input (3,)
+        >>> "<svg" in y._repr_mimebundle_()[SVG_MIME]
+        True
+    """
+    try:
+        wanted = {SVG_MIME} if include is None else set(include)
+        wanted -= set(exclude or ())
+        bundle: dict[str, str] = {}
+        why = None
+        size = _drawn_size(graph_or_node, DISPLAY_MAX_NODES)
+        if SVG_MIME in wanted:
+            svg, why = _display_svg(graph_or_node, size)
+            if svg is not None:
+                bundle[SVG_MIME] = svg
+        bundle["text/plain"] = _display_text(graph_or_node, why, size)
+        return bundle
+    except Exception as e:  # anything at all: a notebook shows this text instead
+        return {"text/plain": f"{_safe_repr(graph_or_node)}\n(not drawn: {type(e).__name__}: "
+                              f"{e})"}
+
+
+DISPLAY_METHODS = {"_repr_mimebundle_": mimebundle}  # IPython's hook, on Graph and on Node
+
+
+def install() -> None:
+    """Let Jupyter show a Graph, and a Node with its ancestors, as a drawing (`mimebundle`),
+    as graphc.ops installs the operators on Node; graphc.export calls it once."""
+    for cls in (Graph, Node):
+        for name, fn in DISPLAY_METHODS.items():
+            setattr(cls, name, fn)
+
+
+def _display_svg(graph_or_node, size: int) -> tuple[str | None, str | None]:
+    """The notebook's drawing of `size` nodes (see `_drawn_size`), or None and why not."""
+    if size > DISPLAY_MAX_NODES:
+        many = (f"{size} nodes" if isinstance(graph_or_node, Graph)
+                else f"more than {DISPLAY_MAX_NODES} nodes")
+        return None, (f"{many}; a notebook draws at most {DISPLAY_MAX_NODES} "
+                      "(graphc.export.dot.DISPLAY_MAX_NODES). gc.render(x, \"graph.svg\") "
+                      "draws any size to a file")
+    args = DISPLAY_FAST_LAYOUT if size >= DISPLAY_FAST_NODES else ()
+    try:
+        out = _run(to_dot(graph_or_node), "svg", args, DISPLAY_TIMEOUT, "drawing for a notebook")
+    except GraphvizError as e:
+        return None, str(e)
+    except Exception as e:  # whatever broke, the text is still shown
+        return None, f"{type(e).__name__}: {e}"
+    return out.decode("utf-8", errors="replace"), None
+
+
+def _display_text(graph_or_node, why: str | None, size: int) -> str:
+    """debugprint's text of a graph (its sinks) or a node, cut to DISPLAY_MAX_LINES lines and,
+    for a graph too large to draw, to DISPLAY_TEXT_DEPTH levels; `why` it was not drawn."""
+    head = [repr(graph_or_node)] if isinstance(graph_or_node, Graph) else []
+    if why is not None:
+        head.append(f"(not drawn: {why})")
+    deep = size > DISPLAY_MAX_NODES
+    try:
+        tree = debugprint(graph_or_node, max_depth=DISPLAY_TEXT_DEPTH if deep else None)
+    except Exception as e:  # the text is the last resort: keep its head
+        tree = f"(debugprint failed: {type(e).__name__}: {e})"
+    lines = tree.splitlines()
+    if len(lines) > DISPLAY_MAX_LINES:
+        left = len(lines) - DISPLAY_MAX_LINES
+        lines = [*lines[:DISPLAY_MAX_LINES], f"··· {left} more lines: gc.debugprint prints all"]
+    return "\n".join(head + lines)
+
+
+def _drawn_size(graph_or_node, limit: int) -> int:
+    """How many nodes `to_dot` draws for a graph or a node, inner graphs' nodes included,
+    counted up to `limit + 1` (so this is quick on a graph of any size)."""
+    if isinstance(graph_or_node, Graph):
+        if len(graph_or_node.nodes) > limit:
+            return len(graph_or_node.nodes)
+        stack = list(graph_or_node.nodes)
+    else:
+        stack = [graph_or_node]
+    seen: set[Node] = set()
+    while stack and len(seen) <= limit:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(n.inputs)
+        for _, body in bodies(n.op):
+            stack.extend(body.graph.nodes[:limit + 1])
+    return len(seen)
+
+
+def _safe_repr(obj) -> str:
+    try:
+        return repr(obj)
+    except Exception as e:  # a broken repr must not break the display
+        return f"<{type(obj).__name__}: repr failed: {e}>"
 
 
 # -- pieces -----------------------------------------------------------------------------------
@@ -332,9 +475,9 @@ def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:
         attrs.update(color=HIGHLIGHT, penwidth="3")
     if n in outputs:
         attrs["peripheries"] = "2"
-    label = f"<B>{html.escape(title)}</B>"
+    label = f"<B>{_html(title)}</B>"
     if detail:
-        label += f"<BR/><FONT POINT-SIZE=\"9\">{html.escape(detail)}</FONT>"
+        label += f"<BR/><FONT POINT-SIZE=\"9\">{_html(detail)}</FONT>"
     tip = f"{n.name}: {n.op.label()} {shape} {n.dtype.name} role={n.role} at {_short(n.source)}"
     parts = [f"label=<{label}>", f"tooltip={_q(tip)}"]
     parts += [f"{k}={_q(v)}" for k, v in attrs.items()]
@@ -385,5 +528,21 @@ def _op_text(n: Node, folded: set[Node]) -> str:
 
 
 def _q(s: str) -> str:
-    """A DOT double-quoted string."""
-    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT double-quoted string that Graphviz shows as `s`: `&` is written `&amp;` (Graphviz
+    reads entities in strings), control characters as visible escapes (see `_visible`)."""
+    s = _visible(str(s)).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + s.replace("&", "&amp;") + '"'
+
+
+def _html(s: str) -> str:
+    """Text for an HTML-like label: escaped, control characters visible, newlines as breaks."""
+    return html.escape(_visible(s)).replace("\n", "<BR/>")
+
+
+# Characters that XML (so SVG) cannot hold, or that Graphviz drops from labels (tab, CR and
+# other C0/C1 controls): a name holding them is drawn with Python's escape (`\x01`, `\t`).
+_INVISIBLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def _visible(s: str) -> str:
+    return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), s)

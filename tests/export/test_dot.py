@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sysconfig
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -16,6 +17,53 @@ from graphc.export import dot as dotmod
 
 # pydot's parser uses pyparsing names that newer pyparsing deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pydot.*")
+
+SVG = "{http://www.w3.org/2000/svg}"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def path_without_dot(tmp_path_factory) -> str:
+    """PATH as it is, less Graphviz's `dot`: each folder on it that holds a `dot` is replaced by
+    a folder of links to its other programs, so that scripts (pyenv's shims) still find `env`
+    and `bash`."""
+    folders = []
+    for k, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if not os.path.isfile(os.path.join(folder, "dot")):
+            folders.append(folder)
+            continue
+        mirror = tmp_path_factory.mktemp(f"path{k}_without_dot")
+        for entry in os.scandir(folder):
+            if entry.name != "dot":
+                os.symlink(entry.path, mirror / entry.name)
+        folders.append(str(mirror))
+    return os.pathsep.join(folders)
+
+
+@pytest.fixture(params=["graphviz-pure", "dot"])
+def renderer(request, monkeypatch, path_without_dot) -> str:
+    """Each test that renders runs twice: with `dot` hidden from PATH, so that `find_dot` falls
+    back to the pip-installed graphviz-pure, and with the system Graphviz's `dot`."""
+    if request.param == "dot" and shutil.which("dot") is None:
+        pytest.skip("Graphviz's `dot` is not on PATH (apt-get install graphviz): only the "
+                    "graphviz-pure run of this test renders here")
+    if request.param == "graphviz-pure":
+        monkeypatch.setenv("PATH", path_without_dot)
+        assert shutil.which("dot") is None
+    assert os.path.basename(dotmod.find_dot("svg")).startswith(request.param)
+    return request.param
+
+
+def svg_nodes(root) -> dict[str, ET.Element]:
+    """The drawn nodes of a rendered svg, by id (`n3`): the `<g class="node">` groups."""
+    return {g.find(f"{SVG}title").text: g for g in root.iter(f"{SVG}g")
+            if g.get("class") == "node"}
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels, from the PNG's IHDR chunk."""
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def mlp():
@@ -188,31 +236,73 @@ def test_names_that_need_quoting():
     assert "&lt;&amp;&gt;" in nodes[f"n{x.index}"].get("label")
 
 
-def test_render_svg_is_real_and_has_every_node(tmp_path):
-    g, _ = mlp()
+def test_render_svg_is_real_and_has_every_node(renderer, tmp_path):
+    g, (X, y, W1, W2, H, U, J, dW1, dW2) = mlp()
     out = gc.render(g, tmp_path / "mlp.svg", rankdir="LR", group_scopes=True)
     root = ET.parse(out).getroot()
-    assert root.tag.endswith("svg")
-    ns = {"s": "http://www.w3.org/2000/svg"}
-    titles = {t.text for gnode in root.iter("{http://www.w3.org/2000/svg}g")
-              if gnode.get("class") == "node" for t in gnode.findall("s:title", ns)}
-    assert titles == {f"n{n.index}" for n in g.nodes}
+    assert root.tag == f"{SVG}svg"
+    drawn = svg_nodes(root)
+    assert set(drawn) == {f"n{n.index}" for n in g.nodes}
+    text = {k: " ".join(t.text or "" for t in v.iter(f"{SVG}text")) for k, v in drawn.items()}
+    for n in (X, W1, J, dW1, dW2):
+        assert n.name in text[f"n{n.index}"]
+    assert "relu" in text[f"n{H.index}"] and "(batch, 5)" in text[f"n{H.index}"]
 
 
-def test_render_png_and_pdf(tmp_path):
+def test_render_png_is_a_picture_the_size_of_the_svg(renderer, tmp_path):
+    g, _ = mlp()
+    png = open(gc.render(g, tmp_path / "a.png"), "rb").read()
+    width, height = png_size(png)
+    root = ET.parse(gc.render(g, tmp_path / "a.svg")).getroot()
+    pt = [float(root.get(k).removesuffix("pt")) for k in ("width", "height")]
+    # Graphviz's png is 96 dpi: 4/3 pixels per point of the svg
+    assert 200 < width < 10_000 and 100 < height < 10_000
+    assert width == pytest.approx(pt[0] * 4 / 3, rel=0.02)
+    assert height == pytest.approx(pt[1] * 4 / 3, rel=0.02)
+
+
+def test_render_pdf_needs_graphviz_itself(renderer, tmp_path):
     g = gc.Graph()
     x = g.input("x", shape=(2,))
     gc.grad(gc.sin(x).sum(), x)
-    png = open(gc.render(g, tmp_path / "a.png"), "rb").read()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    if shutil.which("dot"):
+    if renderer == "dot":
         pdf = open(gc.render(g, tmp_path / "a.out", format="pdf"), "rb").read()
         assert pdf[:5] == b"%PDF-"
     else:  # only the pip renderer: it says pdf needs Graphviz itself
         with pytest.raises(gc.GraphvizError, match="pdf needs Graphviz's own"):
             gc.render(g, tmp_path / "a.out", format="pdf")
+        assert not (tmp_path / "a.out").exists()
     with pytest.raises(gc.GraphError, match="format"):
         gc.render(g, tmp_path / "a.gif")
+
+
+def test_hostile_names_render_as_valid_svg(renderer, tmp_path):
+    """Markup, entities, quotes, newlines and control characters in names: the svg parses,
+    labels show each name (a newline as a line break, a control character as its escape) and
+    tooltips hold it exactly."""
+    names = ['a<b & "c" \'d\'\nnext]]>', "y</text><script>&amp;", "tab\there\x01\x00\x7f",
+             "back\\slash\\l"]
+    g = gc.Graph('g <"&\'>\n\x02')
+    x = g.input(names[0], shape=(2,))
+    with g.scope("s&<\n"):
+        y = gc.exp(x)
+    g.rename(y, names[1])
+    z = g.input(names[2])
+    w = gc.sin(z)
+    g.rename(w, names[3])
+    for options in ({}, {"group_scopes": True, "title": 'T"<&>\n'}):
+        root = ET.parse(gc.render(g, tmp_path / "h.svg", **options)).getroot()
+        drawn = svg_nodes(root)
+        escaped = "tab\\there\\x01\\x00\\x7f"  # as the label and the tooltip show names[2]
+        for n, shown, tip in ((x, ['a<b & "c" \'d\'', "next]]>"], names[0]),
+                              (y, [names[1]], names[1]), (z, [escaped], escaped),
+                              (w, [names[3]], names[3])):
+            node = drawn[f"n{n.index}"]
+            assert [t.text for t in node.iter(f"{SVG}text")][:len(shown)] == shown
+            tips = [a.get("{http://www.w3.org/1999/xlink}title") for a in node.iter(f"{SVG}a")]
+            assert tips and tips[0].startswith(f"{tip}: ")
+    svg = open(tmp_path / "h.svg", encoding="utf-8").read()
+    assert "<script>" not in svg and "\x00" not in svg and "\x01" not in svg
 
 
 def test_missing_dot_says_how_to_install(monkeypatch, tmp_path):
@@ -224,9 +314,22 @@ def test_missing_dot_says_how_to_install(monkeypatch, tmp_path):
     assert not (tmp_path / "x.svg").exists()
 
 
-def test_dot_failure_is_reported(tmp_path):
-    with pytest.raises(gc.GraphvizError, match="exited with status"):
+def test_dot_failure_is_reported(renderer, tmp_path):
+    with pytest.raises(gc.GraphvizError, match="exited with status .* writing .*bad.svg"):
         dotmod.run_dot("digraph { a -> }", tmp_path / "bad.svg")
+
+
+def test_the_pip_renderer_is_found_beside_python(monkeypatch, tmp_path):
+    """Found beside the running Python (a virtual environment that is not activated), with
+    nothing at all on PATH."""
+    here = sysconfig.get_path("scripts")
+    if shutil.which(dotmod.PIP_RENDERER, path=here) is None:
+        pytest.skip(f"{dotmod.PIP_RENDERER} is not installed beside this Python ({here})")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "")
+    assert os.path.dirname(dotmod.find_dot("png")) == here
+    g, _ = mlp()
+    assert open(gc.render(g, tmp_path / "m.png"), "rb").read()[:8] == PNG_SIGNATURE
 
 
 def test_drawing_does_not_change_the_graph():
@@ -237,22 +340,3 @@ def test_drawing_does_not_change_the_graph():
     val = gc.eval(dW1, {X: np.ones((2, 4)), y: np.array([0, 2]), W1: np.ones((4, 5)),
                         W2: np.ones((5, 3))})
     assert val.shape == (4, 5)
-
-
-def test_without_graphviz_the_pip_renderer_draws_svg_and_png(monkeypatch, tmp_path):
-    """`pip install "graphc[render]"` is enough: graphviz-pure draws when `dot` is absent."""
-    which = shutil.which
-    monkeypatch.setattr(dotmod.shutil, "which",
-                        lambda name, **kw: None if name == "dot" else which(name, **kw))
-    assert os.path.basename(dotmod.find_dot("svg")).startswith(dotmod.PIP_RENDERER)
-    g, nodes = mlp()
-    svg = open(gc.render(g, tmp_path / "m.svg")).read()
-    root = ET.fromstring(svg)
-    ns = {"s": "http://www.w3.org/2000/svg"}
-    titles = {t.text for gnode in root.iter("{http://www.w3.org/2000/svg}g")
-              if gnode.get("class") == "node" for t in gnode.findall("s:title", ns)}
-    assert titles == {f"n{n.index}" for n in g.nodes}
-    png = open(gc.render(g, tmp_path / "m.png"), "rb").read()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(gc.GraphvizError, match="pdf needs Graphviz's own"):
-        gc.render(g, tmp_path / "m.pdf")
