@@ -5,6 +5,7 @@ atomically, the elementwise base class with its one-derivative-rule convention (
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -12,13 +13,17 @@ import numpy as np
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
-from graphc.ir.graph import Graph, Node
+from graphc.ir.graph import Graph, Node, user_source_line
 from graphc.ir.op import Op, missing_hook
 from graphc.ops import symbolic
 
 
-def graph_of(*args) -> Graph:
-    """The graph of the first node among `args` (lists searched too)."""
+def graph_of(*args, caller: str | None = None) -> Graph:
+    """The graph of the first node among `args` (lists searched too).
+
+    With no node among them there is no graph to build in (graphc has no default graph): a
+    GraphError naming `caller`, the function the user called, says how to make one.
+    """
     for a in args:
         if isinstance(a, Node):
             return a.graph
@@ -26,8 +31,11 @@ def graph_of(*args) -> Graph:
             for b in a:
                 if isinstance(b, Node):
                     return b.graph
-    raise GraphError("at least one argument must be a graph node; got "
-                     + ", ".join(type(a).__name__ for a in args))
+    raise GraphError((f"{caller}: " if caller else "")
+                     + "at least one argument must be a graph node; got "
+                     + ", ".join(type(a).__name__ for a in args)
+                     + " (graphc has no default graph: put a value into one with "
+                       f"g.constant(value)) (at {user_source_line()})")
 
 
 def lift(value, graph: Graph, like: Node | None = None) -> Node:
@@ -53,20 +61,52 @@ def lift(value, graph: Graph, like: Node | None = None) -> Node:
 
 
 def atomic(fn: Callable) -> Callable:
-    """Run a node-building function so that a failure leaves the graph as it was."""
+    """Declare a public function as one step of the user's: a failure leaves the graph as it
+    was, and a ShapeError or GraphError from any op it builds is reported under the
+    function's own name, with its arguments' shapes and the user's line.
+
+    So a helper made of other ops (`outer` is expand_dims times a vector, `swapaxes` a
+    transpose) names itself, not the op inside that refused: `outer of (2,) and (3,): mul:
+    ...`. A message that already starts with the name is kept as it is (and gets the line).
+    """
+    name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        g = graph_of(*args, *kwargs.values())
-        with g.transaction():
+        try:
+            g = graph_of(*args, *kwargs.values(), caller=name)
+        except GraphError as e:
+            raise reported_as(e, name, args) from None
+        mark = len(g.nodes)  # Graph.transaction, inlined: this wraps every public builder
+        try:
             return fn(*args, **kwargs)
+        except BaseException as e:
+            g.rollback(mark)
+            if isinstance(e, (ShapeError, GraphError)):
+                raise reported_as(e, name, args) from None
+            raise
 
     return wrapper
 
 
+def reported_as(e: ShapeError | GraphError, name: str, args) -> Exception:
+    """`e` said as the failure of the user's call `name(*args)` (see `atomic`)."""
+    if type(e) not in (ShapeError, GraphError):
+        return e  # a subclass carries more than its message: leave it alone
+    msg = str(e)
+    at = f" (at {user_source_line()})"
+    if msg.endswith(at):
+        msg = msg[: -len(at)]
+    if not re.match(rf"{re.escape(name)}\b", msg):
+        shapes = " and ".join(types.fmt_shape(a.shape) for a in args
+                              if isinstance(a, (Node, np.ndarray)))
+        msg = f"{name}{' of ' + shapes if shapes else ''}: {msg}"
+    return type(e)(msg + at)
+
+
 def build(op: Op, *args) -> Node:
     """Apply `op` to `args`, lifting non-node arguments; atomic."""
-    g = graph_of(*args)
+    g = graph_of(*args, caller=op.name)
     like = next((a for a in args if isinstance(a, Node)), None)
     with g.transaction():
         return g.apply(op, [lift(a, g, like) for a in args])

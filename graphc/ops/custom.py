@@ -4,8 +4,11 @@
 (`graphc.ops.base.Elementwise`): NumPy broadcasting, a forward made by `sympy.lambdify`, and
 one derivative rule per argument, `d out / d args[i]`, from which `bprop = g * d` and
 `jvp = t * d` follow. Each `d` is itself an op made the same way from `sympy.diff(expr,
-args[i])`, declared lazily the first time a gradient asks for it, so derivatives of every order
-exist and stay elementwise: the third derivative of `swish` is the op `swish_d3`.
+args[i])` (`derivative`: for real arguments, with floor, ceiling, sign and Heaviside of
+derivative 0, as the built-in `sign`), declared lazily the first time a gradient asks for it,
+so derivatives of every order exist and stay elementwise: the third derivative of `swish` is
+the op `swish_d3`. A function SymPy cannot differentiate is reported, naming the op, when a
+gradient asks for it.
 
 Hand-written ops are declared like the built-ins (a registered frozen dataclass subclassing
 `gc.Op`, see docs/custom-ops.md) and put into a graph with `apply`, which lifts numbers to
@@ -160,8 +163,9 @@ def _declare(name, base, expr, symbols, orders) -> type[SympyElementwise]:
     try:
         fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
     except Exception as e:  # sympy's printers raise several kinds for unknown functions
-        raise GraphError(f"elementwise {base!r}: cannot make a NumPy function of {expr}: "
-                         f"{e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise GraphError(f"elementwise {name!r}: cannot make a NumPy function of {expr}: "
+                         f"{first}") from None
     _probe(base, fn, expr, len(symbols))
     attrs = {
         "__doc__": f"User elementwise op {name}({', '.join(map(str, symbols))}) = {expr}.",
@@ -169,15 +173,54 @@ def _declare(name, base, expr, symbols, orders) -> type[SympyElementwise]:
         "expr": expr, "symbols": symbols, "base": base, "orders": orders,
         "numpy_fn": staticmethod(fn), "partials": {},
     }
-    partials = [sympy.diff(expr, s) for s in symbols]
-    attrs["derivs"] = tuple(_rule(i, d, expr) for i, d in enumerate(partials))
+    partials = [derivative(expr, symbols, i) for i in range(len(symbols))]
+    attrs["derivs"] = tuple(_rule(name, i, d, expr, symbols) for i, d in enumerate(partials))
     attrs["differentiable"] = any(d != 0 for d in partials)
     cls = type(_class_name(name), (SympyElementwise,), attrs)
     return register(dataclasses.dataclass(frozen=True)(cls))
 
 
-def _rule(i: int, d: sympy.Expr, expr: sympy.Expr):
+# Piecewise-constant functions: their derivative is 0 wherever it exists, the convention of
+# the built-in `sign` (and of relu' = Heaviside, whose own derivative is then 0, not a delta).
+PIECEWISE_CONSTANT = (sympy.floor, sympy.ceiling, sympy.sign, sympy.Heaviside)
+
+
+def derivative(expr: sympy.Expr, symbols: tuple[sympy.Symbol, ...], i: int) -> sympy.Expr:
+    """d expr / d symbols[i] for real arguments (graphc tensors are real), with the a.e.
+    convention at jumps: floor, ceiling, sign and Heaviside have derivative 0 (SymPy leaves
+    d floor(t)/dt unevaluated, and gives DiracDelta for Heaviside); frac and Mod are
+    differentiated as written through floor (d Mod(t, 2)/dt = 1). What SymPy still cannot
+    differentiate stays an unevaluated `Derivative`, which `_rule` reports."""
+    real = {s: sympy.Dummy(s.name, real=True) for s in symbols}
+    d = sympy.diff(expr.xreplace(real).rewrite(sympy.floor), real[symbols[i]])
+    d = d.replace(lambda e: isinstance(e, sympy.Derivative)
+                  and isinstance(e.expr, PIECEWISE_CONSTANT), lambda e: sympy.S.Zero)
+    d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
+    if d.has(sympy.Subs):  # the chain rule through floor(g(t)): Subs(0, ...) is 0
+        d = d.doit()
+    return d.xreplace({v: k for k, v in real.items()})
+
+
+def _underivable(name: str, i: int, d: sympy.Expr, expr: sympy.Expr, symbols):
+    """The rule for an argument whose derivative SymPy leaves unevaluated: asked for by a
+    gradient, it says which op, which argument and which function."""
+    left = sorted({str(e.expr.func) if isinstance(e, sympy.Derivative) else str(e)
+                   for e in d.atoms(sympy.Derivative, sympy.Subs)})
+
+    def rule(*xs):
+        raise GraphError(
+            f"elementwise {name!r}: no derivative of {name}({', '.join(map(str, symbols))}) "
+            f"= {expr} with respect to {symbols[i]}: SymPy cannot differentiate "
+            f"{', '.join(left)} (it leaves {d} unevaluated); write the formula without it, "
+            "or declare a gc.Op with its own bprop and jvp (docs/custom-ops.md)")
+
+    return rule
+
+
+def _rule(name: str, i: int, d: sympy.Expr, expr: sympy.Expr, symbols):
     """The derivative rule for input i: `(*inputs, out) -> node`, a number, or None."""
+    if d.has(sympy.Derivative, sympy.Subs):
+        return _underivable(name, i, d, expr, symbols)
     if d == 0:
         return lambda *xs: None
     if d == 1:
@@ -203,7 +246,7 @@ def _partial(cls: type[SympyElementwise], i: int) -> ElementwiseFunction:
     if fn is None:
         orders = tuple(k + (j == i) for j, k in enumerate(cls.orders))
         name = _partial_name(cls.base, orders)
-        d = sympy.diff(cls.expr, cls.symbols[i])
+        d = derivative(cls.expr, cls.symbols, i)
         existing = OPS.get(name)
         if (existing is not None and issubclass(existing, SympyElementwise)
                 and existing.symbols == cls.symbols and existing.expr == d):

@@ -118,7 +118,9 @@ NotEqual = E("not_equal", np.not_equal, [], "x != y, boolean.", 2, formula=sympy
 @register
 @dataclasses.dataclass(frozen=True)
 class Where(Op):
-    """`cond ? x : y` entry by entry; the gradient goes to the chosen side only (no 0*inf)."""
+    """`cond ? x : y` entry by entry; the gradient goes to the chosen side only. Both sides
+    are computed everywhere, so a NaN or inf in the derivative of the side not chosen still
+    meets that side's zero cotangent (0 * inf = NaN): see docs/ops.md, the double `where`."""
 
     name: ClassVar[str] = "where"
     arity: ClassVar[int] = 3
@@ -286,6 +288,7 @@ def zeros_like(x): return build(ZerosLike(), x)
 def ones_like(x): return build(OnesLike(), x)
 
 
+@atomic
 def cast(x, dtype):
     """`x` converted to `dtype` (a no-op node is not built when the dtype already matches)."""
     try:

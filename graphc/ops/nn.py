@@ -13,8 +13,9 @@ import numpy as np
 import scipy.special
 import sympy
 
-from graphc.errors import ShapeError
+from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
+from graphc.ir.graph import Node, user_source_line
 from graphc.ir.op import Op, register
 from graphc.ir.params import AXIS, DTYPE, FLAG, SIZE, param
 from graphc.ops import symbolic
@@ -257,6 +258,31 @@ def softmax_cross_entropy(logits, labels):
     return g.apply(SoftmaxCrossEntropy(), [lift(logits, g), lift(labels, g)])
 
 
-def one_hot(labels, depth, dtype="float64"):
-    """Rows of the identity of size `depth` picked by integer `labels`."""
-    return build(OneHot(types.as_dim(depth), types.as_dtype(dtype)), labels)
+def one_hot(labels, depth, dtype="float64", like=None):
+    """Rows of the identity of size `depth` picked by integer `labels`.
+
+    `labels` is a node, or class ids given as an array or a list, which become a constant in
+    the graph of `like` (a node): graphc has no default graph, so a value alone does not say
+    where to build.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> logits = g.input("logits", shape=(3, 4))
+        >>> gc.one_hot(np.array([0, 2, 2]), 4, like=logits).eval()
+        array([[1., 0., 0., 0.],
+               [0., 0., 1., 0.],
+               [0., 0., 1., 0.]])
+    """
+    op = OneHot(types.as_dim(depth), types.as_dtype(dtype))
+    if isinstance(labels, Node):
+        return build(op, labels)
+    if like is None:
+        raise GraphError(f"one_hot: the labels ({type(labels).__name__}) are not a graph "
+                         "node, and graphc has no default graph; pass like=<a node> to make "
+                         "them a constant in its graph, or g.constant(labels) "
+                         f"(at {user_source_line()})")
+    if not isinstance(like, Node):
+        raise GraphError(f"one_hot: like must be a graph node (its graph gets the labels), "
+                         f"got {type(like).__name__} (at {user_source_line()})")
+    return build(op, lift(labels, like.graph))

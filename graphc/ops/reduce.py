@@ -198,16 +198,19 @@ def _sum(x, axis=None, keepdims=False):
     return _reduce(Sum, "sum", x, axis, keepdims)
 
 
+@atomic
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - the API's name, as in NumPy
     """Sum over `axis` (None: all axes)."""
     return _sum(x, axis, keepdims)
 
 
+@atomic
 def max(x, axis=None, keepdims=False):  # noqa: A001
     """Largest entry over `axis`."""
     return _reduce(Max, "max", x, axis, keepdims)
 
 
+@atomic
 def min(x, axis=None, keepdims=False):  # noqa: A001
     """Smallest entry over `axis`."""
     return _reduce(Min, "min", x, axis, keepdims)

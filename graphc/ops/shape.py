@@ -485,6 +485,7 @@ def _target_shape(x: Node, shape) -> types.Shape:
         raise ShapeError(f"reshape: {e}") from None
 
 
+@atomic
 def reshape(x, shape):
     """`x` with a new shape (one entry may be -1)."""
     shape = _target_shape(x, shape)
@@ -493,6 +494,7 @@ def reshape(x, shape):
     return build(Reshape(shape), x)
 
 
+@atomic
 def broadcast_to(x, shape):
     """`x` broadcast to `shape`, NumPy rules."""
     try:
@@ -505,16 +507,18 @@ def broadcast_to(x, shape):
     return build(BroadcastTo(shape), x)
 
 
+@atomic
 def expand_dims(x, axis):
     """Insert length-1 axes at `axis` (an int or a tuple)."""
     axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     try:
         axis = types.normalize_axes(axis, x.ndim + len(axis))
     except ValueError as e:
-        raise ShapeError(f"expand_dims: {e}") from None
+        raise ShapeError(f"expand_dims of {types.fmt_shape(x.shape)}: {e}") from None
     return build(ExpandDims(axis), x)
 
 
+@atomic
 def squeeze(x, axis=None):
     """Remove length-1 axes (all of them when `axis` is None)."""
     if axis is None:
@@ -525,10 +529,11 @@ def squeeze(x, axis=None):
     try:
         axis = types.normalize_axes(axis, x.ndim)
     except ValueError as e:
-        raise ShapeError(f"squeeze: {e}") from None
+        raise ShapeError(f"squeeze of {types.fmt_shape(x.shape)}: {e}") from None
     return build(Squeeze(axis), x)
 
 
+@atomic
 def transpose(x, axes=None):
     """Permute axes; reverses them when `axes` is None."""
     if axes is None:
@@ -536,15 +541,23 @@ def transpose(x, axes=None):
     try:
         axes = tuple(types.normalize_axis(a, x.ndim) for a in axes)
     except ValueError as e:
-        raise ShapeError(f"transpose: {e}") from None
+        raise ShapeError(f"transpose of {types.fmt_shape(x.shape)}: {e}") from None
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose of {types.fmt_shape(x.shape)}: axes {axes} are not a "
+                         f"permutation of 0..{x.ndim - 1}")
     if axes == tuple(range(x.ndim)):
         return x
     return build(Transpose(axes), x)
 
 
+@atomic
 def swapaxes(x, a, b):
+    """`x` with axes `a` and `b` exchanged (a transpose)."""
+    try:
+        a, b = types.normalize_axis(a, x.ndim), types.normalize_axis(b, x.ndim)
+    except ValueError as e:
+        raise ShapeError(f"swapaxes of {types.fmt_shape(x.shape)}: {e}") from None
     axes = list(range(x.ndim))
-    a, b = a % x.ndim, b % x.ndim
     axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, tuple(axes))
 
@@ -575,7 +588,10 @@ def split(x, indices_or_sections, axis=0) -> tuple[Node, ...]:
     x = lift(x, g)
     if not x.ndim:
         raise ShapeError("split: a zero-dimensional input cannot be split")
-    ax = types.normalize_axis(int(axis), x.ndim)
+    try:
+        ax = types.normalize_axis(int(axis), x.ndim)
+    except ValueError as e:
+        raise ShapeError(f"split of {types.fmt_shape(x.shape)}: {e}") from None
     d = x.shape[ax]
     if not isinstance(d, int):
         raise ShapeError(f"split along axis {axis} of {types.fmt_shape(x.shape)}: the size "
@@ -604,6 +620,7 @@ def stack(xs, axis=0):
     return g.apply(Stack(int(axis)), [lift(x, g) for x in xs])
 
 
+@atomic
 def getitem(x, index):
     """Basic indexing: `x[1]`, `x[:, 2:5]`, `x[None, ..., 0]`."""
     index = _normalize_index(index)

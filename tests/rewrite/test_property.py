@@ -10,7 +10,8 @@ import graphc as gc
 UNARY = [
     lambda x: gc.tanh(x), lambda x: -x, lambda x: gc.neg(-x), lambda x: x * 1.0,
     lambda x: x + 0.0, lambda x: x * x, lambda x: x ** 2.0, lambda x: gc.log(1.0 + x * x),
-    lambda x: gc.log(gc.sigmoid(x)), lambda x: gc.exp(gc.tanh(x)) - 1.0,
+    lambda x: gc.log(gc.sigmoid(x)), lambda x: gc.log(1.0 - gc.sigmoid(x)),
+    lambda x: gc.exp(gc.tanh(x)) - 1.0, lambda x: gc.log(gc.exp(x) + gc.sigmoid(x)),
     lambda x: 2.0 * (3.0 * x), lambda x: gc.sin(x) * 0.0, lambda x: gc.transpose(gc.transpose(x)),
     lambda x: x.reshape(-1).reshape(x.shape), lambda x: gc.stop_gradient(x) * x,
     lambda x: gc.sum(gc.broadcast_to(x, (2,) + x.shape), axis=0),

@@ -69,6 +69,17 @@ CASES = [
     ("log_of_exp_to_x", lambda x: gc.log(gc.exp(x)), [], lambda v: v),
     ("log_sigmoid_to_neg_softplus", lambda x: gc.log(gc.sigmoid(x)), ["neg", "softplus", "neg"],
      lambda v: -np.logaddexp(0, -v)),
+    ("log_one_minus_sigmoid_to_neg_softplus", lambda x: gc.log(1.0 - gc.sigmoid(x)),
+     ["softplus", "neg"], lambda v: -np.logaddexp(0, v)),
+    ("log_one_minus_sigmoid_to_neg_softplus", lambda x: gc.log1p(-gc.sigmoid(x)),
+     ["softplus", "neg"], lambda v: -np.logaddexp(0, v)),
+    ("quotients_times_denominators_to_products",
+     lambda x: (gc.cos(x) / gc.exp(x)) * (gc.exp(x) * gc.sin(x)), ["cos", "sin", "mul"],
+     lambda v: np.cos(v) * np.sin(v)),
+    ("quotients_times_denominators_to_products",  # the chain rule's sum over two logs
+     lambda x: (gc.cos(x) * (1.0 / gc.exp(x)) - gc.sin(x) / gc.tanh(x)) * (gc.exp(x) * gc.tanh(x)),
+     ["cos", "tanh", "mul", "sin", "exp", "mul", "sub"],
+     lambda v: np.cos(v) * np.tanh(v) - np.sin(v) * np.exp(v)),
     ("log_softmax_to_log_softmax", lambda x: gc.log(gc.softmax(x)), ["log_softmax"],
      lambda v: v - np.log(np.exp(v).sum())),
     ("reshape_of_kept_sum_to_sum",
@@ -142,6 +153,8 @@ def test_mul_by_zero_kept_when_x_may_be_nan():
 @pytest.mark.parametrize("build", [
     lambda x: gc.log(1.0 + x) * 1.0 + 0.0,
     lambda x: gc.log(gc.sigmoid(x)),
+    lambda x: gc.log(1.0 - gc.sigmoid(x)),
+    lambda x: (gc.cos(x) / gc.exp(x) + gc.sin(x) / x) * (gc.exp(x) * x),
     lambda x: (x * x) * 3.0 * 2.0,
     lambda x: gc.exp(x) - 1.0 - (-x),
 ])
