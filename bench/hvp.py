@@ -1,6 +1,6 @@
 """Forward, gradient and Hessian-vector product timings against hand-written NumPy.
 
-Run: python bench/hvp.py [--quick]
+Run: python bench/hvp.py [--quick] [--krylov]
 
 1. The figure 6.11 MLP (784-512-512-10, tanh, batch 256, softmax cross-entropy plus weight
    decay, all weights and biases as parameters), float64. Baseline: hand-written NumPy forward,
@@ -9,6 +9,12 @@ Run: python bench/hvp.py [--quick]
    Hessian's product.
 3. Node counts of the k-th derivative (k = 1, 2, 3, by repeated grad) of the diamond ladder
    x -> h_1 -> ... -> h_d, h_{i+1} = sin(h_i) * cos(h_i): each rung a diamond.
+4. Krylov on a small MLP (64-32-10, tanh, batch 32, softmax cross-entropy; n = 2,410
+   parameters with the biases): a `gc.hessian_operator` matvec and 50 iterations of
+   `scipy.sparse.linalg.cg` against a hand-written NumPy R-op that reuses the cached forward
+   pass; then a Hessian-free loop over 1,000 minibatches (`Objective.with_data`,
+   `HessianOperator.update`): graph nodes added after the first step, and the time per step
+   outside the products.
 
 Every time is the best of several runs; every ratio is against a baseline measured in this run.
 The HVP rows time a full evaluation (forward + gradient + product) unless marked "per product",
@@ -22,6 +28,7 @@ import sys
 import timeit
 
 import numpy as np
+import scipy.sparse.linalg
 
 import graphc as gc
 from graphc.autodiff.second_order import _hvp_forward, _hvp_reverse, cost
@@ -246,6 +253,169 @@ def report(title: str, t: dict) -> None:
           "(target <= 1.3)")
 
 
+# -- 4. Krylov on a small MLP ------------------------------------------------------------------
+SMALL = [64, 32, 10]  # n = 64*32 + 32 + 32*10 + 10 = 2,410 parameters
+
+
+def small_mlp(batch: int = 32):
+    """The 64-32-10 tanh MLP with mean softmax cross-entropy; (graph, loss, X, y, params)."""
+    g = gc.Graph("small_mlp")
+    X = g.input("X", shape=(batch, SMALL[0]))
+    y = g.input("y", shape=(batch,), dtype="int64")
+    W1, b1 = g.input("W1", shape=tuple(SMALL[:2])), g.input("b1", shape=(SMALL[1],))
+    W2, b2 = g.input("W2", shape=tuple(SMALL[1:])), g.input("b2", shape=(SMALL[2],))
+    loss = gc.softmax_cross_entropy(gc.tanh(X @ W1 + b1) @ W2 + b2, y).mean()
+    return g, loss, X, y, [W1, b1, W2, b2]
+
+
+def small_values(rng, batch: int = 32):
+    params = [rng.standard_normal(tuple(SMALL[:2])) / np.sqrt(SMALL[0]),
+              0.1 * rng.standard_normal(SMALL[1]),
+              rng.standard_normal(tuple(SMALL[1:])) / np.sqrt(SMALL[1]),
+              0.1 * rng.standard_normal(SMALL[2])]
+    return rng.standard_normal((batch, SMALL[0])), rng.integers(0, SMALL[2], batch), params
+
+
+def small_rop(X, y, params):
+    """Pearlmutter's R-op by hand, for the flat vector of all four tensors: the forward pass
+    and everything in the product that does not depend on v computed once, here."""
+    W1, b1, W2, b2 = params
+    B = X.shape[0]
+    h = np.tanh(X @ W1 + b1)
+    d = 1.0 - h * h
+    a = h @ W2 + b2
+    p = np.exp(a - a.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g2 = (p - np.eye(SMALL[2])[y]) / B  # d loss / d logits
+    c = 2.0 * (g2 @ W2.T) * h  # R(d) = -2 h Rh, times dloss/dh: the product needs c * Rh
+    pB, W2T, XT, hT = p / B, W2.T, X.T, h.T
+    shapes = [w.shape for w in params]
+    ends = np.cumsum([w.size for w in params]).tolist()
+    cuts = list(zip([0, *ends[:-1]], ends, shapes))
+
+    def rop(v):
+        V1, c1, V2, c2 = [v[i:j].reshape(s) for i, j, s in cuts]
+        Rh = d * (X @ V1 + c1)
+        Ra = Rh @ W2 + h @ V2 + c2
+        Rg2 = pB * (Ra - (p * Ra).sum(axis=1, keepdims=True))
+        Rg1 = (Rg2 @ W2T + g2 @ V2.T) * d - c * Rh
+        return np.concatenate([(XT @ Rg1).ravel(), Rg1.sum(axis=0),
+                               (Rh.T @ g2 + hT @ Rg2).ravel(), Rg2.sum(axis=0)])
+
+    return rop
+
+
+class _Direct(scipy.sparse.linalg.LinearOperator):
+    """A LinearOperator whose matvec is `fn` itself, without SciPy's per-call checks (as
+    graphc's operator skips them for a float64 vector of the right shape)."""
+
+    def __init__(self, fn, n: int):
+        super().__init__(np.float64, (n, n))
+        self.fn = self.matvec = self.rmatvec = fn
+
+    def _matvec(self, v):
+        return self.fn(v)
+
+
+def bench_small(repeat: int) -> dict:
+    rng = np.random.default_rng(2)
+    g, loss, X, y, params = small_mlp()
+    X_val, y_val, values = small_values(rng)
+    at = {X: X_val, y: y_val, **dict(zip(params, values))}
+    op = gc.hessian_operator(loss, params, at=at)
+    n = op.shape[0]
+    rop = small_rop(X_val, y_val, values)
+    hand = _Direct(rop, n)
+    v = rng.standard_normal(n)
+    # Correctness first: the two products agree, and cg does 50 products with each.
+    np.testing.assert_allclose(op.matvec(v), rop(v), rtol=1e-9, atol=1e-12)
+    counts = {}
+    for name, A in (("graphc", op), ("hand", hand)):
+        calls = [0]
+        counted = _Direct(lambda u, A=A, calls=calls: calls.__setitem__(0, calls[0] + 1)
+                          or A.matvec(u), n)
+        sla_cg(counted, v)
+        counts[name] = calls[0]
+    assert counts == {"graphc": 50, "hand": 50}, counts
+    # (n = 2,410 > 32 * 10: the Hessian is singular and 50 cg steps amplify rounding, so the
+    # solutions are compared after 5 steps)
+    few = {"rtol": 1e-300, "atol": 0.0, "maxiter": 5}
+    np.testing.assert_allclose(scipy.sparse.linalg.cg(op, v, **few)[0],
+                               scipy.sparse.linalg.cg(hand, v, **few)[0], rtol=1e-8, atol=1e-10)
+    # 10 products per timed call (well above the timer's resolution), and many short rounds,
+    # so that the best of them is one the other jobs on the machine left alone
+    matvecs = 10
+    t = best_of({"op": lambda: [op.matvec(v) for _ in range(matvecs)],
+                 "hand": lambda: [rop(v) for _ in range(matvecs)]}, 10 * repeat)
+    t["op"] /= matvecs
+    t["hand"] /= matvecs
+    t.update(best_of({"cg_op": lambda: sla_cg(op, v), "cg_hand": lambda: sla_cg(hand, v)},
+                     repeat))
+    t["n"], t["mode"] = n, op.mode
+    return t
+
+
+def sla_cg(A, b):
+    """Exactly 50 iterations of scipy's cg (no tolerance can stop it earlier)."""
+    return scipy.sparse.linalg.cg(A, b, rtol=1e-300, atol=0.0, maxiter=50)[0]
+
+
+def bench_loop(steps: int, repeat: int) -> dict:
+    """A Hessian-free loop's bookkeeping over `steps` minibatches: each step moves to the
+    next minibatch and the current parameters and computes the gradient (the right-hand side
+    of the Newton system); no products. Against one compiled forward-and-gradient call."""
+    rng = np.random.default_rng(3)
+    g, loss, X, y, params = small_mlp()
+    _, _, values = small_values(rng)
+    batches = [small_values(rng)[:2] for _ in range(steps)]
+    at = {X: batches[0][0], y: batches[0][1], **dict(zip(params, values))}
+    obj = gc.objective(loss, params, at=at)
+    op = gc.hessian_operator(loss, params, at=at)
+    f_point = gc.function([X, y, *params], [loss, *gc.grad(loss, params)])
+    nodes = len(g.nodes)
+
+    def objective_steps():
+        theta = obj.x0
+        for X_b, y_b in batches:
+            step = obj.with_data({X: X_b, y: y_b})
+            H = step.hess_operator(theta)  # noqa: F841 (what cg would be given)
+            theta = theta - 1e-3 * step.jac(theta)
+
+    def operator_steps():
+        for X_b, y_b in batches:
+            op.update(at={X: X_b, y: y_b, **dict(zip(params, values))})
+
+    def point_only():
+        for X_b, y_b in batches:
+            f_point(X_b, y_b, *values)
+
+    t = best_of({"objective": objective_steps, "operator": operator_steps,
+                 "point": point_only}, repeat)
+    t = {k: v / steps for k, v in t.items()}
+    t["nodes_added"] = len(g.nodes) - nodes
+    t["steps"] = steps
+    return t
+
+
+def row_us(label: str, t: float, base: float, note: str = "") -> None:
+    print(f"  {label:<40} {t * 1e6:9.1f} us  {base * 1e6:7.1f} us  {t / base:6.2f}x  {note}")
+
+
+def report_small(t: dict, loop: dict) -> None:
+    print(f"\nKrylov, MLP 64-32-10, tanh, batch 32, softmax cross-entropy, n = {t['n']} "
+          f"(hvp mode {t['mode']!r}); baseline: hand-written R-op with the forward pass cached")
+    print(f"  {'':<40} {'graphc':>12}  {'hand':>10}  {'ratio':>7}")
+    row_us("hessian_operator matvec", t["op"], t["hand"], "(target <= 1.1x)")
+    row_us("scipy cg, 50 iterations", t["cg_op"], t["cg_hand"])
+    print(f"\nHessian-free loop bookkeeping, {loop['steps']} minibatches, per step (no products)")
+    print(f"  {'':<40} {'graphc':>12}  {'fwd+grad':>10}  {'ratio':>7}")
+    row_us("obj.with_data + hess_operator + jac", loop["objective"], loop["point"])
+    row_us("op.update(at=data and parameters)", loop["operator"], loop["point"])
+    print(f"  graph nodes added after the first step: {loop['nodes_added']}; outside the "
+          f"products a step costs {max(loop['objective'], loop['operator']) * 1e3:.3f} ms "
+          "(target < 1 ms)")
+
+
 # -- 3. the diamond ladder -----------------------------------------------------------------
 def diamond_counts(depth: int, order: int) -> int:
     g = gc.Graph("ladder")
@@ -270,14 +440,19 @@ def report_ladder(depths) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats, Rosenbrock n = 10**5")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer repeats, Rosenbrock n = 10**5, 200 minibatches")
+    ap.add_argument("--krylov", action="store_true", help="section 4 only (the small MLP)")
     args = ap.parse_args(argv)
     repeat = 5 if args.quick else 20
     n = 10 ** 5 if args.quick else 10 ** 6
     print(f"graphc {gc.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    report("MLP 784-512-512-10, tanh, batch 256, float64 (figure 6.11 loss)", bench_mlp(repeat))
-    report(f"Rosenbrock, n = {n}, float64", bench_rosen(n, repeat))
-    report_ladder([8, 16, 32, 64, 128])
+    if not args.krylov:
+        report("MLP 784-512-512-10, tanh, batch 256, float64 (figure 6.11 loss)",
+               bench_mlp(repeat))
+        report(f"Rosenbrock, n = {n}, float64", bench_rosen(n, repeat))
+        report_ladder([8, 16, 32, 64, 128])
+    report_small(bench_small(repeat), bench_loop(200 if args.quick else 1000, repeat=5))
 
 
 if __name__ == "__main__":
