@@ -101,7 +101,7 @@ def jvp(y, wrt, v, disconnected: str = "zero"):
 
 
 def _jvp(g, ys: list[Node], xs: list[Node], vs: list, disconnected: str) -> list[Node]:
-    with g.transaction(), g.role("grad"):
+    with g.deriving():
         seeds = {}
         for k, (x, t) in enumerate(zip(xs, vs)):
             check_node("jvp", f"wrt[{k}]" if len(xs) > 1 else "wrt", x, g)

@@ -123,7 +123,7 @@ def grad(z, wrt, disconnected: str = "zero"):
     targets, single = _targets("grad", z, wrt, disconnected)
     hit = memo.lookup(g, "grad", z, targets, single, disconnected)
     if hit is None:
-        with g.transaction(), g.role("grad"):
+        with g.deriving():
             seed = g.constant(np.ones((), z.dtype))
             g.rename(seed, f"d{z.name}/d{z.name}")
             hit = _differentiate(z, targets, seed, disconnected, "grad")
@@ -149,7 +149,7 @@ def vjp(y, wrt, u, disconnected: str = "zero"):
     hit = memo.lookup(g, "vjp", y, targets, single, u, disconnected) if isinstance(
         u, Node) else None
     if hit is None:
-        with g.transaction(), g.role("grad"):
+        with g.deriving():
             seed = lift(u, g, y)
             check_node("vjp", "u", seed, g)
             if not types.shape_eq(seed.shape, y.shape):

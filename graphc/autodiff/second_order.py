@@ -5,12 +5,12 @@
 - `"reverse"`: reverse-over-reverse, exactly the book's formula, `grad(sum(grad(z, x) * v), x)`;
 - `"forward"`: forward-over-reverse, Pearlmutter's R-op: the tangent `v` pushed forward
   through the gradient graph, `jvp(grad(z, x), x, v)`;
-- `"auto"`: builds both in a scratch graph and keeps the cheaper by `cost`, a count of flops
-  and memory traffic over everything the result needs, each node's from its op's `cost` hook:
-  a matmul costs 2mkn, a view (reshape, transpose, indexing, broadcast) nothing, any other op
-  one per entry it reads and writes (elementwise ops are memory-bound; a symbolic dimension
-  counts as `graphc.ir.op.SYMBOLIC_DIM`). Ties go to forward mode, which keeps fewer values
-  alive. docs/second-order.md has the timings that back the model.
+- `"auto"`: builds both and keeps the cheaper by `cost` (the reverse one only in scratch), a
+  count of flops and memory traffic over everything the result needs, each node's from its
+  op's `cost` hook: a matmul costs 2mkn, a view (reshape, transpose, indexing, broadcast)
+  nothing, any other op one per entry it reads and writes (elementwise ops are memory-bound;
+  a symbolic dimension counts as `graphc.ir.op.SYMBOLIC_DIM`). Ties go to forward mode, which
+  keeps fewer values alive. docs/second-order.md has the timings that back the model.
 
 `v` is never differentiated through: forward mode only seeds it as a tangent; reverse mode wraps
 it in `stop_gradient` when it depends on `x` (the book's caveat).
@@ -68,7 +68,7 @@ def hvp(z, wrt, v, mode: str = "auto"):
     remembered = all(isinstance(n, Node) for n in [*xs, *vs])
     out = memo.lookup(g, "hvp", *key) if remembered else None
     if out is None:
-        with g.transaction(), g.role("grad"):
+        with g.deriving():
             vs = _lift_like("hvp", xs, vs, g)
             mark = len(g.nodes)
             _, out, _ = hvp_and_grad(z, xs, vs, mode)
@@ -94,10 +94,20 @@ def hvp_and_grad(z: Node, xs: list[Node], vs: list[Node], mode: str = "auto"):
         >>> gc.eval(gs + hv, {x: np.array([1.0, 2.0])})
         [array([ 3., 12.]), array([ 6., 12.])]
     """
-    if mode == "auto":
-        mode = choose_mode(z, xs, vs)
     gs = grad(z, xs)
-    return gs, (_hvp_forward if mode == "forward" else _hvp_reverse)(z, xs, vs, gs), mode
+    if mode != "auto":
+        return gs, (_hvp_forward if mode == "forward" else _hvp_reverse)(z, xs, vs, gs), mode
+    # the reverse candidate is costed in scratch and dropped; the forward one is built for
+    # real and kept when it is no dearer (the usual case): one extra build, not three
+    g = z.graph
+    with g.scratch():
+        reverse = cost(_hvp_reverse(z, xs, vs, gs))
+    mark = len(g.nodes)
+    out = _hvp_forward(z, xs, vs, gs)
+    if cost(out) <= reverse:
+        return gs, out, "forward"
+    g.rollback(mark)
+    return gs, _hvp_reverse(z, xs, vs, gs), "reverse"
 
 
 def _hvp_reverse(z: Node, xs: list[Node], vs: list[Node], gs: list[Node]) -> list[Node]:
@@ -206,7 +216,7 @@ def jacobian(y, wrt, mode: str = "auto"):
 
 def _jacobian(y: Node, xs: list, single: bool, mode: str, m: int) -> list[Node]:
     g = y.graph
-    with g.transaction(), g.role("grad"):
+    with g.deriving():
         out = []
         for k, x in enumerate(xs):
             check_node("jacobian", f"wrt[{k}]" if not single else "wrt", x, g)
@@ -254,7 +264,7 @@ def hessian(z, wrt, mode: str = "auto"):
 
 def _hessian(z: Node, xs: list, single: bool, mode: str) -> list[list[Node]]:
     g = z.graph
-    with g.transaction(), g.role("grad"):
+    with g.deriving():
         for k, x in enumerate(xs):
             check_node("hessian", f"wrt[{k}]" if not single else "wrt", x, g)
             check_float(x, "hessian", f"wrt node {x.name!r}")

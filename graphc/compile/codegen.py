@@ -34,7 +34,7 @@ def generate(schedule: Schedule, name: str = "f", check_finite: bool = False, gr
         >>> g = gc.Graph("double")
         >>> x = g.input("x", shape=(2,))
         >>> program = generate(make_schedule([x], [2.0 * x]), "double")
-        >>> print(program.source.splitlines()[3])
+        >>> print(program.source.splitlines()[4])
             mul_2 = np.multiply(c_constant_1, x)  # mul  'mul_2'
         >>> program.fn(np.array([1.0, 3.0]), None)
         [array([2., 6.])]

@@ -108,6 +108,18 @@ class Namer:
         return other
 
 
+def _shown_lines(source: str, line_nodes: dict) -> list[str]:
+    """The lines tracebacks and warnings show for the generated code (linecache's copy, never
+    compiled): each step's code with the line of the user's program that built its node, so
+    `RuntimeWarning: divide by zero encountered in log` points at the user's `gc.log(...)`."""
+    lines = source.splitlines(True)
+    for k, node in line_nodes.items():
+        if 1 <= k <= len(lines) and node.source:
+            shown = ascii(str(node.source))[1:-1][:MAX_COMMENT]
+            lines[k - 1] = f"{lines[k - 1].rstrip()}  (built at {shown})\n"
+    return lines
+
+
 def _comment(*texts: str) -> str:
     """`  # text  text`, each text shown as printable ASCII: `ascii()` escapes, so a line
     break (or NUL, or any non-ASCII character) in a label or a name cannot end the comment."""
@@ -323,14 +335,16 @@ class Backend:
                 self._step(plan, k, unit.nodes[0], ctx, put, buffered, check)
             dead = sorted({names[x] for x in unit.inputs
                            if plan.last.get(x) == k and x not in plan.keep
-                           and not isinstance(x.op, Constant) and x not in plan.unpack})
+                           and not isinstance(x.op, Constant) and x not in plan.unpack}
+                          - {names.get(n) for n in unit.nodes})  # a result took its name
             if dead:
                 lines.append(f"    del {', '.join(dead)}")
         rets = [self.result(o, names[o]) for o in plan.schedule.outputs]
         lines.append(f"    return [{', '.join(rets)}]")
         source = "\n".join([head, *lines]) + "\n"
         filename = f"<graphc-generated-{next(_counter)}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = (len(source), None, _shown_lines(source, line_nodes),
+                                     filename)
         if check is not None:
             env[check] = checks.check_finite
         exec(compile(source, filename, "exec"), env)  # noqa: S102 - our own generated source

@@ -22,6 +22,7 @@ from graphc.compile.checks import check_input_finite
 from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError
 from graphc.ir import types, walk
+from graphc.ir.gcpause import collector_paused
 from graphc.ir.graph import Graph, Node, node_list, set_evaluator
 from graphc.ir.op import Constant, Input, op_key
 
@@ -231,13 +232,15 @@ def compile_graph(inputs: list[Node], outputs: list[Node], optimize: bool,
     if any(isinstance(n.op, Input) and n not in fed for n in walk.ancestors(outputs, stop=fed)):
         make_schedule(inputs, outputs)  # raises, naming the output and the missing input
     name = outputs[0].graph.name if outputs else "f"
-    opt = rewrite(inputs, outputs, rules=None if optimize else [])
-    schedule = make_schedule(opt.inputs, opt.outputs)
-    symbolic = frozenset(s.node for s in schedule.steps if s.node.op.free_symbols())
-    # the backend's fusion tier finds the groups (None); a checked or unoptimized run fuses none
-    program = codegen.generate(schedule, name, check_finite=check_finite,
-                               groups=None if optimize and not check_finite else [],
-                               symbolic=symbolic, backend=backend)
+    with collector_paused():
+        opt = rewrite(inputs, outputs, rules=None if optimize else [])
+        schedule = make_schedule(opt.inputs, opt.outputs)
+        symbolic = frozenset(s.node for s in schedule.steps if s.node.op.free_symbols())
+        # the backend's fusion tier finds the groups (None); a checked or unoptimized run
+        # fuses none
+        program = codegen.generate(schedule, name, check_finite=check_finite,
+                                   groups=None if optimize and not check_finite else [],
+                                   symbolic=symbolic, backend=backend)
     compiled = Compiled(opt.graph, schedule, program, tuple(opt.fired), opt.raw_size, symbolic)
     if key is not None:
         with _LOCK:

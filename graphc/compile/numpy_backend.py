@@ -105,9 +105,11 @@ class NumpyBackend(Backend):
             shape = literal(tuple(x.shape))
             if shape is None:
                 raise RuntimeError(f"codegen: input {x.name!r} has no literal shape")
+            # `is` first (fast); `==` for an equal dtype object that is not NumPy's own
+            # (numba's kernels return arrays with one), which would miss the fast path
             tests.append(f"type({p}) is {ndarray} and {p}.shape == {shape} "
-                         f"and {p}.dtype is {dtype}")
-        head = ["    if _ops is None and not (" + tests[0]]
+                         f"and ({p}.dtype is {dtype} or {p}.dtype == {dtype})")
+        head = ["    if _ops is None and not (", f"            {tests[0]}"]
         head += [f"            and {t}" for t in tests[1:]]
         head[-1] += "):"
         return [*head, "        return None"]

@@ -27,6 +27,7 @@ import numpy as np
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
+from graphc.ir.gcpause import collector_paused
 from graphc.ir.op import TUPLE, Constant, Input, Op, Output, output_types
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,6 +135,7 @@ class Graph:
         self._names: dict[str, Node] = {}
         self._scopes: list[str] = []
         self._role = "forward"
+        self._source: str | None = None  # inside `built_at`: the source line of every new node
         self.cache = GraphCache()  # what layers above remember about this graph (see GraphCache)
         self.parent: Graph | None = None  # while an inner graph is built: the graph around it
         self.captured: dict[Node, Node] = {}  # outer node -> the input that stands for it here
@@ -329,7 +331,7 @@ class Graph:
         """
         inputs = tuple(inputs)
         op = Input() if as_input else node.op
-        if name is not None:
+        if name is not None and name != node.name:
             check_name("a node name", name)
         if isinstance(op, Input) and inputs:
             raise GraphError(f"append_copy: an input copy of {node.name!r} takes no inputs, "
@@ -354,9 +356,11 @@ class Graph:
         if name is None:
             name = self._scoped(f"{op.name}_{index}")
         name = self._unique(name)
+        if source is None:
+            source = self._source or user_source_line()
         node = Node(self, op, inputs, shape, dtype, name, self._role if role is None else role,
-                    index, user_source_line() if source is None else source)
-        node.scope = "/".join(self._scopes) if scope is None else scope
+                    index, source)
+        node.scope = ("/".join(self._scopes) if self._scopes else "") if scope is None else scope
         self.nodes.append(node)
         self._names[name] = node
         return node
@@ -406,6 +410,28 @@ class Graph:
         A `with` block; cheap, since the rewrite engine enters one per node it offers to rules.
         """
         return _RoleBlock(self, role)
+
+    @contextlib.contextmanager
+    def built_at(self, source: str | None = None):
+        """Give every node built inside the source line `source` (default: the caller's line
+        outside graphc), found once, not per node: `grad` and friends build thousands of nodes
+        from one user call, and walking the stack for each cost a tenth of their time."""
+        if self._source is not None:  # an enclosing block already chose the line
+            yield self
+            return
+        self._source = source or user_source_line()
+        try:
+            yield self
+        finally:
+            self._source = None
+
+    @contextlib.contextmanager
+    def deriving(self):
+        """The block that autodiff builds in: all or nothing (`transaction`), role "grad",
+        the user's line found once (`built_at`), the garbage collector paused
+        (`graphc.ir.gcpause`)."""
+        with collector_paused(), self.transaction(), self.role("grad"), self.built_at():
+            yield self
 
     @contextlib.contextmanager
     def transaction(self):

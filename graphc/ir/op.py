@@ -301,6 +301,17 @@ class Constant(Op):
     def cost(self, node) -> float:
         return 0.0  # baked in, not computed
 
+    def fill(self):
+        """The number every entry holds (None: several, a NaN, or no entries), found once: the
+        rewrite rules ask it of the same constant many times (`is_fill`)."""
+        hit = self.__dict__.get("_fill", self)
+        if hit is self:
+            v = self.value
+            first = v.reshape(-1)[0].item() if v.size else None
+            hit = first if v.size and bool((v == first).all()) else None
+            object.__setattr__(self, "_fill", hit)
+        return hit
+
     def label(self) -> str:
         v = self.value
         if v.size == 1:

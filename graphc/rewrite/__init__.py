@@ -62,6 +62,7 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
     for o, w in zip(outputs, w_outputs):  # an output keeps its own name
         preferred.setdefault(w, o.name)
     graph, ins, outs = live_copy(name or src.name, w_inputs, w_outputs, preferred)
+    work.rollback(0)  # no graph <-> node cycles left: reference counting frees the working copy
     return Optimized(graph, ins, outs, rw.fired, len(raw))
 
 

@@ -156,8 +156,9 @@ class Rewriter:
 
     def visit(self, n: Node) -> None:
         self._done.add(n)
-        ins = tuple(self.find(x) for x in n.inputs)
-        if any(a is not b for a, b in zip(ins, n.inputs)):
+        replaced = self.replaced
+        if any(x in replaced for x in n.inputs):
+            ins = tuple(self.find(x) for x in n.inputs)
             mark = len(self.graph.nodes)
             with self.graph.role(n.role):
                 m = copy_node(self.graph, n, ins, self.preferred.get(n, n.name))
@@ -180,7 +181,7 @@ class Rewriter:
             for r in rules:
                 mark = len(self.graph.nodes)
                 try:
-                    out = r(n)
+                    out = r.fn(n)
                 except GraphcError:  # the pattern matched but its replacement does not type
                     out = None
                 if out is not None and out is not n and (

@@ -21,8 +21,10 @@ def is_fill(n: Node, v: float) -> bool:
     entry."""
     while n.op.rearranges:
         n = n.inputs[0]
-    c = const_value(n)
-    return c is not None and c.size > 0 and bool(np.all(c == v))
+    if not isinstance(n.op, Constant):
+        return False
+    fill = n.op.fill()
+    return fill is not None and fill == v
 
 
 def scalar_const(n: Node) -> float | None:

@@ -279,8 +279,13 @@ def test_fast_path_only_for_exact_arrays(rng):
     x = g.input("x", shape=(3,))
     k = g.input("k", shape=(3,), dtype="int64")
     f = gc.function([x, k], [2.0 * x, k + 1])
-    assert "if _ops is None and not (type(x) is _ndarray and x.shape == (3,)" in f.source
+    assert ("if _ops is None and not (\n            type(x) is _ndarray and x.shape == (3,)"
+            in f.source)
     assert f._fn(np.ones(3), np.arange(3), None) is not None          # exact: runs at once
+    import pickle  # an equal dtype object that is not NumPy's own (numba's kernels make them)
+    twin = pickle.loads(pickle.dumps(np.dtype("f8")))
+    assert twin is not np.dtype("f8")
+    assert f._fn(np.ones(3).view(twin), np.arange(3), None) is not None
     assert f._fn([1.0, 2.0, 3.0], np.arange(3), None) is None         # a list: checks first
     assert f._fn(np.ones(3, np.float32), np.arange(3), None) is None  # other dtype
     assert f._fn(np.ones((1, 3)), np.arange(3), None) is None         # other shape
@@ -381,3 +386,25 @@ def test_scatter_terms_that_are_returned_stay_arrays(rng):
     np.testing.assert_allclose(gx, want, rtol=1e-14)
     np.testing.assert_allclose(ga, want[0], rtol=1e-14)
     assert not np.shares_memory(gx, ga)
+
+
+def test_a_runtime_warning_shows_the_node_and_the_users_line_that_built_it():
+    import inspect
+    import linecache
+    import warnings
+
+    g = gc.Graph("warns")
+    x = g.input("x", shape=(3,))
+    line = inspect.currentframe().f_lineno + 1
+    y = gc.log(x) * 2.0
+    f = gc.function([x], [y])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = f(np.array([0.0, 1.0, -1.0]))[0]
+    assert out[0] == -np.inf and out[1] == 0.0 and np.isnan(out[2])
+    shown = {linecache.getline(w.filename, w.lineno) for w in caught
+             if issubclass(w.category, RuntimeWarning)}
+    assert len(shown) == 1, shown  # both warnings (divide by zero, invalid) on the log's line
+    text = shown.pop()
+    assert "np.log(x)" in text and "'log_1'" in text
+    assert f"built at {__file__}:{line}" in text

@@ -238,14 +238,15 @@ def test_hostile_graph_and_node_names_compile_and_run(graph_name, names, rng):
     for got in (f(av, bv), f(av.tolist(), bv.tolist()), f(**{names[0]: av, names[1]: bv})):
         np.testing.assert_allclose(got[0], hv, rtol=1e-15)
         np.testing.assert_allclose(got[1], hv.sum() * 2.0, rtol=1e-15)
-    # one name per binding: the function, its parameters, its locals and its globals
+    # one name per binding: the function, its parameters, its locals and its globals (a
+    # local may be assigned again: a result takes over the variable of an operand that dies)
     tree = ast.parse(f.source)
     fn = tree.body[0]
     bound = [fn.name, *(p.arg for p in fn.args.args)]
-    bound += [t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(t, ast.Name)]
-    bound += [e.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(t, ast.Tuple) for e in t.elts]
+    bound += sorted({t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+                    | {e.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
+                       for t in n.targets if isinstance(t, ast.Tuple) for e in t.elts})
     assert len(bound) == len(set(bound))
     globals_ = set(f._fn.__globals__) - {"__builtins__", fn.name}
     assert not (set(bound) - {fn.name}) & globals_
