@@ -197,19 +197,21 @@ class Graph:
         inputs = tuple(inputs)
         if name is not None:
             check_name(f"the name of a {op.name} node", name)
-        home = self
         for x in inputs:
             if not isinstance(x, Node):
                 raise GraphError(f"{op.name}: expected graph nodes as inputs, got {x!r}")
-            if x.graph is not home and home in x.graph.enclosing():
-                home = x.graph  # a node of an inner graph being built: the node goes there
-        if home is not self:
-            return home.apply(op, inputs, name)
-        for x in inputs:
-            if x.graph is not self and x.graph not in self.enclosing():
-                raise GraphError(
-                    f"{op.name}: node {x.name!r} belongs to graph {x.graph.name!r}, not to "
-                    f"{self.name!r}; nodes of different graphs cannot be combined")
+        if any(x.graph is not self for x in inputs):  # inner graphs (or a mistake): rare
+            home = self
+            for x in inputs:
+                if x.graph is not home and home in x.graph.enclosing():
+                    home = x.graph  # a node of an inner graph being built: the node goes there
+            if home is not self:
+                return home.apply(op, inputs, name)
+            for x in inputs:
+                if x.graph is not self and x.graph not in self.enclosing():
+                    raise GraphError(
+                        f"{op.name}: node {x.name!r} belongs to graph {x.graph.name!r}, not "
+                        f"to {self.name!r}; nodes of different graphs cannot be combined")
         if op.arity is not None and len(inputs) != op.arity:
             raise GraphError(f"{op.name} takes {op.arity} inputs, got {len(inputs)}")
         mark = len(self.nodes)

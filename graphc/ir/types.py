@@ -110,7 +110,9 @@ def shape_eq(a: Shape, b: Shape) -> bool:
 
 
 def size(shape: Shape) -> Dim:
-    out = sympy.Integer(1) if not is_static(shape) else 1
+    if is_static(shape):
+        return math.prod(shape)
+    out = sympy.Integer(1)
     for d in shape:
         out = out * d
     return int(out) if isinstance(out, (int, sympy.Integer)) else out
@@ -127,6 +129,8 @@ def fmt_shape(shape: Shape) -> str:
 
 def broadcast_shapes(*shapes: Shape) -> Shape:
     """NumPy broadcasting on possibly symbolic shapes; ValueError when they do not fit."""
+    if shapes and all(s == shapes[0] for s in shapes) and is_static(shapes[0]):
+        return tuple(shapes[0])  # the common case (same static shape), answered at once
     ndim = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for axis in range(ndim):

@@ -107,6 +107,8 @@ def reported_as(e: ShapeError | GraphError, name: str, args) -> Exception:
 def build(op: Op, *args) -> Node:
     """Apply `op` to `args`, lifting non-node arguments; atomic."""
     g = graph_of(*args, caller=op.name)
+    if all(isinstance(a, Node) for a in args):
+        return g.apply(op, args)  # nothing lifted, and apply is atomic itself
     like = next((a for a in args if isinstance(a, Node)), None)
     with g.transaction():
         return g.apply(op, [lift(a, g, like) for a in args])
