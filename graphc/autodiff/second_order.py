@@ -99,12 +99,13 @@ def hvp_and_grad(z: Node, xs: list[Node], vs: list[Node], mode: str = "auto"):
         return gs, (_hvp_forward if mode == "forward" else _hvp_reverse)(z, xs, vs, gs), mode
     # the reverse candidate is costed in scratch and dropped; the forward one is built for
     # real and kept when it is no dearer (the usual case): one extra build, not three
-    g = z.graph
+    # both need the gradient graph: only what each adds to it is costed
+    g, shared = z.graph, set(walk.ancestors(gs))
     with g.scratch():
-        reverse = cost(_hvp_reverse(z, xs, vs, gs))
+        reverse = cost(_hvp_reverse(z, xs, vs, gs), shared)
     mark = len(g.nodes)
     out = _hvp_forward(z, xs, vs, gs)
-    if cost(out) <= reverse:
+    if cost(out, shared) <= reverse:
         return gs, out, "forward"
     g.rollback(mark)
     return gs, _hvp_reverse(z, xs, vs, gs), "reverse"
@@ -142,8 +143,9 @@ def choose_mode(z: Node, xs: list[Node], vs: list[Node]) -> str:
     return "forward" if costs["forward"] <= costs["reverse"] else "reverse"
 
 
-def cost(outputs: list[Node]) -> float:
-    """Estimated flops to evaluate `outputs` from the inputs (see the module docstring).
+def cost(outputs: list[Node], known: set[Node] | None = None) -> float:
+    """Estimated flops to evaluate `outputs` from the inputs (see the module docstring); with
+    `known`, the flops beyond those nodes (already computed: not counted, nor walked through).
 
     Examples:
         >>> import graphc as gc
@@ -152,7 +154,9 @@ def cost(outputs: list[Node]) -> float:
         >>> cost([gc.exp(A @ B)])      # 2*2*3*4 for the matmul, 8 read + 8 written for exp
         64.0
     """
-    return float(sum(flops(n) for n in walk.ancestors(outputs)))
+    if known is None:
+        return float(sum(flops(n) for n in walk.ancestors(outputs)))
+    return float(sum(flops(n) for n in walk.ancestors(outputs, stop=known) if n not in known))
 
 
 def flops(n: Node) -> float:
