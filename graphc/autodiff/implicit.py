@@ -314,7 +314,7 @@ def _build(kind: str, fn, x0, params, tol, max_steps):
         raise GraphError(f"{kind}: tol must be a finite number >= 0, got {tol!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise GraphError(f"{kind}: max_steps must be an int >= 1, got {max_steps!r}")
-    name = getattr(fn, "__name__", "f")
+    name = getattr(fn, "__name__", "f").strip("<>")  # "<lambda>" -> "lambda"
     name = name if name.isidentifier() else "f"
     with graph.transaction():
         x0 = lift(x0, graph)
