@@ -619,13 +619,13 @@ Compiler = Callable[[list, list], Callable]  # (inputs, outputs) -> fn(*arrays) 
 _compiler: Compiler | None = None
 
 
-def set_compiler(compile: Compiler) -> None:
+def set_compiler(compiler: Compiler) -> None:
     """Install what `compiled` calls: `graphc.compile` registers `gc.function` when imported,
     as it registers `gc.eval` with `set_evaluator`."""
     global _compiler
-    if not callable(compile):
-        raise TypeError(f"set_compiler: expected a callable, got {compile!r}")
-    _compiler = compile
+    if not callable(compiler):
+        raise TypeError(f"set_compiler: expected a callable, got {compiler!r}")
+    _compiler = compiler
 
 
 def compiled(inputs: list, outputs: list) -> Callable:
