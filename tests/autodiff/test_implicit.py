@@ -155,6 +155,45 @@ def test_compiled_with_and_without_rewrites_and_the_body_compiles_once(rng):
     assert body.function() is fn  # compiled once, reused by every run of the loop
 
 
+def test_a_fixed_point_inside_a_fixed_point_differentiates_to_second_order():
+    """Bilevel: x = cos(q y(x)) where y(x) solves y = 0.5 sin(x + y)."""
+    g = gc.Graph()
+    q = g.input("q")
+
+    def outer(x, q):
+        y = gc.fixed_point(lambda y, x: 0.5 * gc.sin(x + y), 0.0, x)
+        return gc.cos(q * y)
+
+    x = gc.fixed_point(outer, 0.0, q)
+
+    def solve(qv):  # the same by plain iteration
+        xv = 0.0
+        for _ in range(500):
+            yv = 0.0
+            for _ in range(200):
+                yv = 0.5 * np.sin(xv + yv)
+            xv = np.cos(qv * yv)
+        return xv
+
+    np.testing.assert_allclose(float(x.eval({q: 0.7})), solve(0.7), rtol=0, atol=1e-9)
+    h = 1e-5
+    fd = (solve(0.7 + h) - solve(0.7 - h)) / (2 * h)
+    np.testing.assert_allclose(float(gc.grad(x, q).eval({q: 0.7})), fd, rtol=1e-7)
+    assert gc.check_grad(x, q, at={q: 0.7}, order=2, modes=("reverse", "forward")) < 1e-6
+
+
+def test_float32_solves_stop_at_the_dtypes_precision():
+    g = gc.Graph()
+    p = g.input("p", shape=(3,), dtype="float32")
+    x = gc.fixed_point(lambda x, p: gc.cos(p * x), np.zeros(3, np.float32), p)
+    r = gc.root(lambda x, p: x * x * x - p, np.ones(3, np.float32), p)
+    pv = np.array([0.5, 0.9, 1.0], np.float32)
+    xs, rs = gc.eval([x, r], {p: pv})
+    assert xs.dtype == rs.dtype == np.float32
+    np.testing.assert_allclose(xs, scipy_cos(pv.astype(np.float64)), rtol=1e-5)
+    np.testing.assert_allclose(rs, np.cbrt(pv.astype(np.float64)), rtol=1e-6)
+
+
 # -- root: a small nonlinear system --------------------------------------------------------------
 def system():
     """x0^2 + x1^2 = p0, x0 = p1 x1, exp(x2) = x0 + p2: closed form x1 = sqrt(p0 / (1 + p1^2)),
