@@ -2,9 +2,11 @@
 
 from graphc.autodiff.check import check_grad
 from graphc.autodiff.forward import jvp, push_tangents
+from graphc.autodiff.implicit import fixed_point, root
 from graphc.autodiff.rematerialize import Remat, remat
 from graphc.autodiff.reverse import backprop, build_grad, grad, prune, vjp
 from graphc.autodiff.second_order import hessian, hvp, jacobian
 
 __all__ = ["check_grad", "backprop", "build_grad", "grad", "prune", "vjp", "jvp",
-           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat"]
+           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat",
+           "fixed_point", "root"]

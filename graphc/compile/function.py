@@ -23,7 +23,7 @@ from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError
 from graphc.ir import types, walk
 from graphc.ir.gcpause import collector_paused
-from graphc.ir.graph import Graph, Node, node_list, set_evaluator
+from graphc.ir.graph import Graph, Node, node_list, set_compiler, set_evaluator
 from graphc.ir.op import Constant, Input, op_key
 
 
@@ -329,3 +329,4 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
 
 
 set_evaluator(eval)  # `node.eval(feed)` is `gc.eval(node, feed)`
+set_compiler(Function)  # `Body.function()`: an inner graph compiled once, run many times

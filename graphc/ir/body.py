@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Node, evaluate
+from graphc.ir.graph import Graph, Node, compiled, evaluate
 from graphc.ir.op import Constant, Input, op_key
 from graphc.ir.params import Kind
 
@@ -94,6 +94,17 @@ class Body:
     def run(self, *arrays):
         """The outputs' values for the inputs' values `arrays` (a list, one per output)."""
         return evaluate(list(self.outputs), dict(zip(self.graph.inputs, arrays)))
+
+    def function(self):
+        """The body compiled once (`gc.function`, through the IR's compiler hook), kept in its
+        graph's cache: `fn(*arrays)` gives the outputs' values as a list, like `run`, without
+        `gc.eval`'s feed checks on each call (for an op that runs its body in a loop)."""
+        key = ("body_function",)
+        fn = self.graph.cache.get(key)
+        if fn is None:
+            fn = self.graph.cache.put(key, compiled(self.graph.inputs, self.outputs),
+                                      [*self.graph.inputs, *self.outputs])
+        return fn
 
 
 class _BodyKind(Kind):

@@ -614,6 +614,29 @@ def evaluate(outputs, feed: dict):
     return _evaluator(outputs, feed)
 
 
+# -- how an op compiles a graph it runs many times --------------------------------------------
+Compiler = Callable[[list, list], Callable]  # (inputs, outputs) -> fn(*arrays) -> [values]
+_compiler: Compiler | None = None
+
+
+def set_compiler(compiler: Compiler) -> None:
+    """Install what `compiled` calls: `graphc.compile` registers `gc.function` when imported,
+    as it registers `gc.eval` with `set_evaluator`."""
+    global _compiler
+    if not callable(compiler):
+        raise TypeError(f"set_compiler: expected a callable, got {compiler!r}")
+    _compiler = compiler
+
+
+def compiled(inputs: list, outputs: list) -> Callable:
+    """`outputs` as a function of `inputs` compiled by the registered compiler (`gc.function`):
+    how an op that runs its body many times in one call (`gc.fixed_point`) pays for the
+    compilation once and for `gc.eval`'s per-call feed checks never."""
+    if _compiler is None:
+        raise GraphError("compiling a graph needs the compiler: `import graphc` registers it")
+    return _compiler(list(inputs), list(outputs))
+
+
 def check_name(what: str, name) -> None:
     """A name must be a non-empty str that files and drawings can hold (UTF-8 encodable).
 

@@ -1,6 +1,6 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
-from graphc.ops import operators, scatter  # noqa: F401 - scatter registers scatter_add
+from graphc.ops import numpy_dispatch, operators, scatter  # noqa: F401 - scatter: its op
 from graphc.ops.elementwise import (
     abs,
     add,
@@ -55,6 +55,7 @@ from graphc.ops.shape import (
 )
 
 operators.install()
+numpy_dispatch.install()
 
 __all__ = [
     "abs", "add", "add_n", "cast", "cos", "div", "equal", "exp", "expm1", "greater",

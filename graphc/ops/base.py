@@ -48,6 +48,9 @@ def lift(value, graph: Graph, like: Node | None = None) -> Node:
     if isinstance(value, (bool, int, float)) and like is not None:
         dtype = np.result_type(like.dtype, value)
         return graph.constant(np.asarray(value, dtype=dtype))
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Node) for v in value):
+        raise GraphError(f"cannot make a constant of a {type(value).__name__} holding graph "
+                         "nodes; build it with gc.stack")
     if isinstance(value, (np.ndarray, np.generic, bool, int, float, list, tuple)):
         try:
             arr = np.asarray(value)

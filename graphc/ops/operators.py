@@ -45,9 +45,7 @@ METHODS = {
     "transpose": lambda a, *axes: shape.transpose(
         a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes or None),
     "astype": lambda a, dtype: ew.cast(a, dtype),
-    # Make NumPy hand `array * node` to the node's reflected operator.
-    "__array_ufunc__": None,
-}
+}  # NumPy's protocols (`np.sin(x)`, `array * node`): graphc/ops/numpy_dispatch.py
 
 
 def install() -> None:
