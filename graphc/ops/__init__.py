@@ -1,6 +1,7 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
 from graphc.ops import operators, scatter  # noqa: F401 - scatter registers scatter_add
+from graphc.ops.conv import avg_pool, conv, max_pool
 from graphc.ops.elementwise import (
     abs,
     add,
@@ -65,4 +66,5 @@ __all__ = [
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
     "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
+    "avg_pool", "conv", "max_pool",
 ]
