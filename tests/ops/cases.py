@@ -188,5 +188,5 @@ NON_DIFFERENTIABLE = {
 }
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
 
-from tests.ops.cases_conv import CASES as _conv_CASES  # noqa: E402
+from tests.ops.cases_conv import CASES as _conv_CASES  # noqa: E402, I001
 CASES += _conv_CASES
