@@ -362,10 +362,9 @@ class ConvWeightVJP(_ConvFamily):
         cols = self._cols(x, self.kernel)  # (N, groups, C/g * taps, positions)
         n, o = y.shape[:2]
         ym = y.reshape(n, g, o // g, -1)
-        if g == 1:  # one product over (N, positions)
-            out = np.tensordot(ym[:, 0], cols[:, 0], axes=([0, 2], [0, 2]))
-        else:
-            out = np.matmul(ym, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        # one product per sample and group, summed over the samples: tensordot over (N,
+        # positions) would copy both operands into (O, N * P) and (N * P, C * taps) first
+        out = np.matmul(ym, cols.transpose(0, 1, 3, 2)).sum(axis=0)
         return out.reshape(o, x.shape[1] // g, *self.kernel)
 
     def bprop(self, inputs, out, g, i):
@@ -512,13 +511,17 @@ def _float_check(name: str, *xs) -> None:
             raise ShapeError(f"{name}: needs float input, got {x.dtype}")
 
 
-def _max_share(view_parts, m):
-    """Each tap's share of its window's gradient: 1 / (ties) where it attains the max."""
-    hits = [part == m for part in view_parts]
-    count = hits[0].astype(m.dtype)
+def _max_hits(parts):
+    """For each tap's entries (`parts`, one array per window offset, shaped like the pooled
+    result): where it attains its window's maximum, and how many taps tie there (>= 1)."""
+    top = parts[0].copy()
+    for p in parts[1:]:
+        np.maximum(top, p, out=top)
+    hits = [np.equal(p, top) for p in parts]
+    count = hits[0].astype(np.uint8 if len(parts) < 256 else np.int32)
     for h in hits[1:]:
-        count += h
-    return [h / count for h in hits]
+        np.add(count, h, out=count)
+    return hits, count
 
 
 def _sympy_windows(op: _Pool, x: np.ndarray):
@@ -594,12 +597,18 @@ class MaxPoolVJP(_Pool):
         return x.shape, np.result_type(x.dtype, g.dtype)
 
     def forward(self, x, g):
-        parts = [x[where] for _, where in self._taps(x.shape[2:])]
-        m = parts[0].copy()
-        for p in parts[1:]:
-            np.maximum(m, p, out=m)
-        dtype = np.result_type(x.dtype, g.dtype)
-        return self._scatter([s * g for s in _max_share(parts, m)], x.shape, dtype)
+        taps = [where for _, where in self._taps(x.shape[2:])]
+        hits, count = _max_hits([x[w] for w in taps])
+        share = np.divide(g, count, dtype=np.result_type(x.dtype, g.dtype))  # g / ties
+        if any(s < k for s, k in zip(self.stride, self.window)):  # overlapping windows
+            return self._scatter([h * share for h in hits], x.shape, share.dtype)
+        # disjoint windows: each entry written once; zeros only where no window reaches
+        tiled = all(s == k and n % k == 0 for s, k, n in zip(self.stride, self.window,
+                                                             x.shape[2:]))
+        out = (np.empty if tiled else np.zeros)(x.shape, share.dtype)
+        for h, w in zip(hits, taps):
+            np.multiply(h, share, out=out[w])
+        return out
 
     def bprop(self, inputs, out, g, i):
         if i == 0:
@@ -641,15 +650,12 @@ class MaxPoolJVP(_Pool):
 
     def forward(self, x, t):
         taps = [where for _, where in self._taps(x.shape[2:])]
-        parts = [x[w] for w in taps]
-        m = parts[0].copy()
-        for p in parts[1:]:
-            np.maximum(m, p, out=m)
-        out = None
-        for share, w in zip(_max_share(parts, m), taps):
-            term = share * t[w]
-            out = term if out is None else np.add(out, term, out=out)
-        return out.astype(np.result_type(x.dtype, t.dtype), copy=False)
+        hits, count = _max_hits([x[w] for w in taps])
+        dtype = np.result_type(x.dtype, t.dtype)
+        out = np.multiply(hits[0], t[taps[0]], dtype=dtype)
+        for h, w in zip(hits[1:], taps[1:]):
+            out += h * t[w]
+        return np.divide(out, count, out=out)  # the mean over tied entries
 
     def bprop(self, inputs, out, g, i):
         if i == 0:
