@@ -50,6 +50,7 @@ from graphc.ops.base import atomic, build, graph_of, lift
 from graphc.ops.shape import broadcast_to, reshape, transpose
 
 MAX_SPATIAL = 3
+FFT_TAPS = 49  # kernels of this many taps or more, stride and dilation 1, go through the FFT
 
 
 # -- geometry ------------------------------------------------------------------------------
@@ -124,6 +125,44 @@ def _col2im(cols: np.ndarray, shape, kernel, stride, dilation, padding) -> np.nd
     return _unpad(out, padding)
 
 
+def _correlate_fft(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out[i, j, p] = sum over c, k of a[i, c, p + k] * b[j, c, k], the valid positions p, by
+    FFT over the spatial axes: one real transform per operand, a product per frequency (a
+    matrix product over c), one inverse. A circular correlation of length >= a's size equals
+    the linear one at the valid positions (nothing wraps)."""
+    import scipy.fft
+
+    d = a.ndim - 2
+    axes = tuple(range(2, 2 + d))
+    size = [scipy.fft.next_fast_len(n, real=True) for n in a.shape[2:]]
+    fa = scipy.fft.rfftn(a, size, axes=axes)                       # (I, C, *f)
+    fb = scipy.fft.rfftn(b, size, axes=axes)                       # (J, C, *f)
+    fa = np.moveaxis(fa.reshape(*a.shape[:2], -1), -1, 0)          # (f, I, C)
+    fb = np.moveaxis(fb.reshape(*b.shape[:2], -1), -1, 0).conj()   # (f, J, C)
+    prod = np.matmul(fa, fb.transpose(0, 2, 1))                    # (f, I, J)
+    prod = np.moveaxis(prod, 0, -1).reshape(a.shape[0], b.shape[0], *_rfft_shape(size))
+    out = scipy.fft.irfftn(prod, size, axes=axes)
+    valid = tuple(slice(0, n - k + 1) for n, k in zip(a.shape[2:], b.shape[2:]))
+    return np.ascontiguousarray(out[(slice(None), slice(None), *valid)]).astype(
+        np.result_type(a.dtype, b.dtype), copy=False)
+
+
+def _rfft_shape(size) -> tuple:
+    """The shape of a real FFT of `size` (the last axis halved, plus one)."""
+    return (*size[:-1], size[-1] // 2 + 1)
+
+
+def _by_groups(fn, a, b, groups: int, a_axis: int, b_axis: int, out_axis: int):
+    """`fn` on each group's channel block of a (axis a_axis) and b (axis b_axis), the
+    results concatenated along out_axis."""
+    if groups == 1:
+        return fn(a, b)
+    ca, cb = a.shape[a_axis] // groups, b.shape[b_axis] // groups
+    parts = [fn(np.take(a, range(k * ca, (k + 1) * ca), axis=a_axis),
+                np.take(b, range(k * cb, (k + 1) * cb), axis=b_axis)) for k in range(groups)]
+    return np.concatenate(parts, axis=out_axis)
+
+
 # -- the convolution family ------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _ConvFamily(Op):
@@ -190,6 +229,13 @@ class _ConvFamily(Op):
         return dataclasses.replace(self, groups=groups)
 
     # numpy -------------------------------------------------------------------------------
+    def _use_fft(self, kernel, *arrays) -> bool:
+        """Stride and dilation 1, float arrays and a kernel of FFT_TAPS taps or more: the
+        im2col matrix would hold that many copies of x (bench/ops_conv.py, docs/ops.md)."""
+        return (math.prod(kernel) >= FFT_TAPS and all(s == 1 for s in self.stride)
+                and all(d == 1 for d in self.dilation)
+                and all(a.dtype.kind == "f" for a in arrays))
+
     def _cols(self, x: np.ndarray, kernel) -> np.ndarray:
         """The im2col matrix of x, (N, groups, C // groups * taps, positions): one copy."""
         v = _windows(_pad(x, self.padding), kernel, self.stride, self.dilation)
@@ -216,6 +262,8 @@ class Conv(_ConvFamily):
 
     def forward(self, x, w):
         g = self.groups
+        if self._use_fft(w.shape[2:], x, w):
+            return _by_groups(_correlate_fft, _pad(x, self.padding), w, g, 1, 0, 1)
         cols = self._cols(x, w.shape[2:])
         wm = w.reshape(g, w.shape[0] // g, -1)
         out = np.matmul(wm, cols)  # (N, groups, O // groups, positions)
@@ -286,6 +334,12 @@ class ConvTranspose(_ConvFamily):
     def forward(self, y, w):
         g, kernel = self.groups, w.shape[2:]
         n, o = y.shape[:2]
+        if self._use_fft(kernel, y, w):  # a full convolution: y padded, the kernel flipped
+            full = tuple((k - 1, k - 1) for k in kernel)
+            flipped = np.flip(w, axis=tuple(range(2, w.ndim))).swapaxes(0, 1)  # (C/g, O, *k)
+            wt = flipped if g == 1 else np.concatenate(np.split(flipped, g, axis=1), axis=0)
+            xp = _by_groups(_correlate_fft, _pad(y, full), wt, g, 1, 0, 1)
+            return _unpad(xp, self.padding)
         ym = y.reshape(n, g, o // g, -1)
         wm = w.reshape(g, o // g, -1)
         cols = np.matmul(wm.transpose(0, 2, 1), ym)  # (N, groups, C/g * taps, positions)
@@ -359,6 +413,10 @@ class ConvWeightVJP(_ConvFamily):
 
     def forward(self, x, y):
         g = self.groups
+        if self._use_fft(self.kernel, x, y):  # x correlated with y over N: (C/g, O, *k)
+            out = _by_groups(_correlate_fft, _pad(x, self.padding).swapaxes(0, 1),
+                             y.swapaxes(0, 1), g, 0, 0, 1)
+            return np.ascontiguousarray(out.swapaxes(0, 1))
         cols = self._cols(x, self.kernel)  # (N, groups, C/g * taps, positions)
         n, o = y.shape[:2]
         ym = y.reshape(n, g, o // g, -1)

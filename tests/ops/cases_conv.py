@@ -33,6 +33,9 @@ CASES: list[Case] = [
          [(1, 2, 4, 3, 3), (2, 2, 2, 2, 2)], id="conv3d"),
     Case("conv", lambda x, w: gc.tanh(gc.conv(x, w, stride=2, groups=2)), [(2, 4, 7), (2, 2, 3)],
          order=3, id="conv1d_tanh_third_order"),
+    # a kernel of >= FFT_TAPS taps: conv, conv_transpose and conv_weight_vjp go through the FFT
+    Case("conv", lambda x, w: gc.conv(x, w, padding=((2, 1),), groups=2), [(2, 4, 53), (2, 2, 50)],
+         id="conv1d_fft_long_kernel"),
     # the derivative ops of the family, applied directly (each is another's bprop)
     Case("conv_transpose", lambda y, w: gc.apply(
         ConvTranspose(**_geometry(1, stride=2, padding=1), size=(8,)), y, w),

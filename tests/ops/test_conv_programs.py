@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -245,6 +246,47 @@ def test_conv_matches_a_naive_loop(xs, ws, kw, rng):
     for optimize in (True, False):
         np.testing.assert_allclose(gc.function([x, w], y, optimize=optimize)(xv, wv), want,
                                    rtol=1e-12, atol=1e-12)
+
+
+FFT_VARIANTS = [
+    ((2, 4, 70), (6, 2, 50), {"groups": 2, "padding": 3}),
+    ((2, 2, 12, 11), (4, 1, 7, 8), {"groups": 2, "padding": ((2, 1), (0, 3))}),
+    ((1, 2, 6, 5, 6), (2, 2, 4, 4, 4), {"padding": "same"}),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", FFT_VARIANTS, ids=["1d", "2d", "3d"])
+def test_large_kernels_go_through_the_fft_and_agree_with_im2col(xs, ws, kw, rng,
+                                                              monkeypatch):
+    """Kernels of FFT_TAPS taps or more (stride and dilation 1): conv, conv_transpose and
+    conv_weight_vjp by FFT, against a naive loop and against the im2col path."""
+    conv_module = sys.modules["graphc.ops.conv"]  # (graphc.ops.conv is also the function)
+    g = gc.Graph()
+    x, w = g.input("x", shape=xs), g.input("w", shape=ws)
+    y = gc.conv(x, w, **kw)
+    u = g.input("u", shape=y.shape)
+    gx, gw = gc.vjp(y, [x, w], u)
+    assert {n.op.name for n in g.nodes} >= {"conv", "conv_transpose", "conv_weight_vjp"}
+    xv, wv, uv = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(y.shape)
+    assert y.op._use_fft(ws[2:], xv, wv)
+    f = gc.function([x, w, u], [y, gx, gw])
+    fast = f(xv, wv, uv)
+    np.testing.assert_allclose(fast[0], naive_conv(xv, wv, 1, y.op.padding, 1, y.op.groups),
+                               rtol=1e-11, atol=1e-11)
+    monkeypatch.setattr(conv_module, "FFT_TAPS", 10**9)
+    assert not y.op._use_fft(ws[2:], xv, wv)
+    for a, b in zip(fast, f(xv, wv, uv)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
+
+
+def test_fft_path_gradients_to_second_order(rng):
+    g = gc.Graph()
+    x, w = g.input("x", shape=(2, 2, 9, 10)), g.input("w", shape=(2, 2, 7, 7))
+    y = gc.conv(x, w, padding=((3, 3), (2, 4)))
+    z = gc.sum(gc.tanh(y) * rng.standard_normal(y.shape))
+    at = {x: rng.standard_normal(x.shape), w: 0.1 * rng.standard_normal(w.shape)}
+    assert y.op._use_fft((7, 7), *at.values())
+    assert gc.check_grad(z, [x, w], at=at, order=2) < 1e-6
 
 
 def test_same_padding_puts_the_odd_entry_after_as_pytorch():
