@@ -17,9 +17,11 @@ T(x, w, y) = <y, conv(x, w)>, each op is T's gradient in one argument:
 so every order of derivative stays in the family. Forward, each builds the im2col matrix from
 a strided view (`sliding_window_view`, the dilation and stride taken as view steps; one copy)
 and does one BLAS product per sample and group; `conv_transpose` scatters its columns back
-(col2im, one strided add per kernel offset). Measured against the alternatives (bench/ops_conv.py,
-docs/ops.md "Convolution and pooling"): `tensordot` on the view, `einsum`, one product per kernel
-offset, and `scipy.signal.correlate` per channel pair are all slower for CNN-sized kernels.
+(col2im, one strided add per kernel offset). Kernels of FFT_TAPS taps or more (stride and
+dilation 1) go through `scipy.fft` instead, where im2col would copy x that many times. Measured
+against the alternatives (docs/ops.md, "Convolution and pooling"): `tensordot` or `einsum` on
+the view, one product per kernel offset, `scipy.signal.correlate` per channel pair, and FFT for
+small kernels are all slower.
 
 Pooling has no padding and follows PyTorch's default floor mode: windows that would run past the
 end are dropped, and the entries that only they would read get a zero gradient.
@@ -38,6 +40,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
+import scipy.fft
 import sympy
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -130,8 +133,6 @@ def _correlate_fft(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     FFT over the spatial axes: one real transform per operand, a product per frequency (a
     matrix product over c), one inverse. A circular correlation of length >= a's size equals
     the linear one at the valid positions (nothing wraps)."""
-    import scipy.fft
-
     d = a.ndim - 2
     axes = tuple(range(2, 2 + d))
     size = [scipy.fft.next_fast_len(n, real=True) for n in a.shape[2:]]
@@ -290,8 +291,10 @@ class Conv(_ConvFamily):
         g, kernel = self.groups, node.inputs[1].shape[2:]
         cg = node.inputs[1].shape[1]
         if not xb:  # every w on the same x: one conv, output channels (group, batch, o // g)
-            ws = _into_channels(w, g, kernel_first=True)  # (g * m * o/g, c/g, *k)
+            ws = _into_channels(w, g, weights=True)  # (g * m * o/g, c/g, *k)
             return _out_of_channels(node.graph.apply(self, [x, ws]), m, g)
+        if not isinstance(m, int):
+            return NotImplemented  # both batched: the batch goes into `groups`, an int
         # both: m * groups groups, channel blocks (batch, group)
         ys = node.graph.apply(self.with_groups(m * g),
                               [_into_channels(x, 1), reshape(w, (m * o, cg, *kernel))])
@@ -370,6 +373,8 @@ class ConvTranspose(_ConvFamily):
             w2 = transpose(w2, (1, 2, 0, *range(3, w2.ndim)))  # (g, o/g, m, c/g, *k)
             xs = node.graph.apply(self, [y, reshape(w2, (o, m * cg, *kernel))])
             return _out_of_channels(xs, m, g)
+        if not isinstance(m, int):
+            return NotImplemented  # both batched: the batch goes into `groups`, an int
         xs = node.graph.apply(self.with_groups(m * g),
                               [_into_channels(y, 1), reshape(w, (m * o, cg, *kernel))])
         return _out_of_channels(xs, m, 1)
@@ -439,6 +444,8 @@ class ConvWeightVJP(_ConvFamily):
         (x, xb), (y, yb) = ins
         o, cg, g = node.shape[0], node.shape[1], self.groups
         if xb and yb:  # m * groups groups, channel blocks (batch, group)
+            if not isinstance(m, int):
+                return NotImplemented  # the batch goes into `groups`, an int
             ws = node.graph.apply(self.with_groups(m * g),
                                   [_into_channels(x, 1), _into_channels(y, 1)])
             return reshape(ws, (m, *node.shape))
@@ -485,13 +492,13 @@ def _unfold(y, m, n):
     return reshape(y, (m, n, *y.shape[1:]))
 
 
-def _into_channels(x, g: int, kernel_first: bool = False):
+def _into_channels(x, g: int, weights: bool = False):
     """A batched operand's batch axis moved into its channels, in blocks (group, batch, per
-    group): activations (m, N, ch, *s) -> (N, g * m * ch/g, *s); with `kernel_first`, weights
-    (m, O, c/g, *k) -> (g * m * O/g, c/g, *k), their groups along O."""
+    group): activations (m, N, ch, *s) -> (N, g * m * ch/g, *s); `weights` (m, O, c/g, *k) ->
+    (g * m * O/g, c/g, *k), their groups along O."""
     m, a, b = x.shape[:3]
     rest = x.shape[3:]
-    if kernel_first:  # (m, g, O/g, c/g, *k) -> (g, m, O/g, c/g, *k)
+    if weights:  # (m, g, O/g, c/g, *k) -> (g, m, O/g, c/g, *k)
         x = reshape(x, (m, g, _per(a, g), b, *rest))
         x = transpose(x, (1, 0, *range(2, x.ndim)))
         return reshape(x, (g * m * _per(a, g), b, *rest))
