@@ -98,6 +98,16 @@ class _Size(Kind):
         check_size(v, where)
 
 
+class _Positive(Kind):
+    """A count of at least one: a stride, a dilation, a window or kernel size, groups."""
+
+    name = f"an int from 1 to {MAX_INT}"
+
+    def check(self, v, where):
+        if not is_int(v) or not 1 <= v <= MAX_INT:
+            self.fail(v, where)
+
+
 class _Axis(Kind):
     name = f"an int axis from {-MAX_RANK} to {MAX_RANK - 1}"
 
@@ -195,6 +205,7 @@ class _TupleOf(Kind):
 
 FLAG = _Flag()
 COUNT = _Count()
+POSITIVE = _Positive()
 SIZE = _Size()
 AXIS = _Axis()
 AXES = _Axes()
@@ -204,6 +215,8 @@ SHAPE = _Shape()
 INDEX = _Index()
 INDICES = _TupleOf(INDEX)
 COUNTS = _TupleOf(COUNT)
+POSITIVES = _TupleOf(POSITIVE, MAX_RANK)  # per spatial axis: strides, dilations, windows
+PADS = _TupleOf(_TupleOf(COUNT, 2), MAX_RANK)  # per spatial axis: (before, after)
 
 
 def check_size(d, where: str) -> None:

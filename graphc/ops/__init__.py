@@ -1,6 +1,7 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
 from graphc.ops import numpy_dispatch, operators, scatter  # noqa: F401 - scatter: its op
+from graphc.ops.conv import avg_pool, conv, max_pool
 from graphc.ops.elementwise import (
     abs,
     add,
@@ -66,4 +67,5 @@ __all__ = [
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
     "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
+    "avg_pool", "conv", "max_pool",
 ]

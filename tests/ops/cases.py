@@ -187,3 +187,6 @@ NON_DIFFERENTIABLE = {
     "not_equal", "stop_gradient", "zeros_like", "ones_like", "one_hot", "count", "eye_like",
 }
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
+
+from tests.ops.cases_conv import CASES as _conv_CASES  # noqa: E402, I001
+CASES += _conv_CASES
