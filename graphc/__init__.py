@@ -60,6 +60,7 @@ from graphc.ops import (
     pow,
     relu,
     reshape,
+    segment_sum,
     sigmoid,
     sign,
     sin,
@@ -75,6 +76,8 @@ from graphc.ops import (
     sub,
     sum,
     swapaxes,
+    take,
+    take_along_axis,
     tan,
     tanh,
     trace,
@@ -100,4 +103,5 @@ __all__ = [
     "swapaxes", "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like", "linalg",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy",
+    "segment_sum", "take", "take_along_axis",
 ]

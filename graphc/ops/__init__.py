@@ -38,6 +38,7 @@ from graphc.ops.elementwise import (
     where,
     zeros_like,
 )
+from graphc.ops.indexing import segment_sum, take, take_along_axis
 from graphc.ops.linalg import diag, dot, matmul, outer, trace
 from graphc.ops.nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from graphc.ops.reduce import max, mean, min, sum, sum_to
@@ -65,4 +66,5 @@ __all__ = [
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
     "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
+    "segment_sum", "take", "take_along_axis",
 ]
