@@ -45,6 +45,7 @@ import threading
 from typing import ClassVar
 
 import numpy as np
+import sympy
 
 from graphc.errors import GraphError, InputError, ShapeError
 from graphc.ir import types
@@ -304,7 +305,8 @@ def index_label(name: str, index: tuple, at: tuple, **more) -> str:
     parts = []
     for k, e in enumerate(index):
         parts.append(f"idx{at.index(k)}" if k in at else fmt_param(e))
-    shown = [f"index=[{', '.join(parts)}]", *(f"{k}={fmt_param(v)}" for k, v in more.items())]
+    shown = [f"index=[{', '.join(parts)}]",
+             *(f"{k}={fmt_param(v)}" for k, v in more.items() if v is not False)]
     return f"{name}({', '.join(shown)})"
 
 
@@ -318,8 +320,6 @@ def check_at(op, index: tuple, at: tuple) -> None:
 
 def sympy_indices(args, positions, op_name: str) -> list:
     """For `to_sympy`: the index operands (object arrays of sympy integers) as int arrays."""
-    import sympy
-
     out = list(args)
     for i in positions:
         a = np.asarray(args[i], dtype=object)
@@ -335,7 +335,6 @@ class _Indexed(Op):
     with constant indices. Each op declares, beside its forward, `fresh` (it returns a new
     array) and `emit_numpy = emit_named` (named run-time index errors)."""
 
-    finite_preserving: ClassVar[bool] = True
     index_operands: ClassVar[tuple[int, ...] | None] = (1,)  # None: every input from the first
     first_index: ClassVar[int] = 1
 
@@ -870,7 +869,6 @@ class LastWrite(_Advanced):
     fresh: ClassVar[bool] = True
     emit_numpy = emit_named
     differentiable: ClassVar[bool] = False
-    finite_preserving: ClassVar[bool] = False
     first_index: ClassVar[int] = 0
     index: tuple = param(INDEX, ())
     at: tuple = param(COUNTS, ())
@@ -900,9 +898,14 @@ class LastWrite(_Advanced):
         marker[tup] = order
         return marker[tup] == order
 
+    def batch(self, node, ins, m):
+        # Indices carry no tangent, so jacobian and hessian never batch them; only a vmap over
+        # the indices themselves gets here, and the general rule (row by row) is right.
+        return NotImplemented
+
     def sympy(self, node, *args):
-        raise GraphError("to_sympy: last_write is a mask of where writes land, not a "
-                         "function of the values; it has no sympy form")
+        lands = self.forward(*sympy_indices(args, range(len(args)), self.name))
+        return np.vectorize(lambda b: sympy.true if b else sympy.false, otypes=[object])(lands)
 
 
 # -- parsing `x[...]` -----------------------------------------------------------------------
@@ -940,9 +943,10 @@ def parse_index(x: Node, index, caller: str):
             basic.append(slice(None))
             arrays.append(g.constant(a))
             continue
-        basic.append(basic_entry(e, caller))
+        basic.append(e)
     if not at:
         return None
+    basic = [e if k in at else basic_entry(e, caller) for k, e in enumerate(basic)]
     if sum(1 for e in basic if e is Ellipsis) > 1:
         raise ShapeError(f"{caller}: an index can only have one Ellipsis")
     return tuple(basic), tuple(at), arrays
@@ -960,9 +964,9 @@ def basic_entry(e, caller: str):
         parts = []
         for v in (e.start, e.stop, e.step):
             if isinstance(v, (bool, np.bool_)) or not (
-                    v is None or isinstance(v, (int, np.integer))):
+                    v is None or isinstance(v, (int, np.integer, sympy.Expr))):
                 raise ShapeError(f"{caller}: slice bounds must be ints, got {v!r}")
-            parts.append(None if v is None else int(v))
+            parts.append(int(v) if isinstance(v, (int, np.integer)) else v)
         if parts[2] == 0:
             raise ShapeError(f"{caller}: slice step cannot be zero")
         return slice(*parts)
