@@ -6,7 +6,7 @@ Run: python bench/ops_index.py
 The NumPy column is the fastest exact NumPy method measured here: `np.take` for the gather and
 `np.bincount` over flat positions for the scatter-add (`np.add.at`, two to four times slower,
 is shown as a ratio too). graphc runs the same work as `take` and `segment_sum` (a numba loop
-above 4,096 entries, graphc/ops/indexing.py). Every ratio is time / NumPy's time in this run
+above 256 entries, graphc/ops/indexing.py). Every ratio is time / NumPy's time in this run
 (lower is better), best of `repeat` rounds, the callables taking turns. BLAS runs on one
 thread and the process is pinned to one core; JAX's column is added where JAX is installed.
 """

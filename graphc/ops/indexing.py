@@ -22,9 +22,14 @@ at build time; a boolean node is refused (the result's size would depend on its 
 
 Indices follow NumPy: negative ones count from the end, and an index outside `[-n, n)` is an
 error, never wrapped or clipped. Constant indices are checked when the node is built
-(`ShapeError`); indices fed at call time are checked by each op before it touches memory
-(their min and max, two passes over the indices), and an out-of-range one raises `InputError`
-naming the index operand, the node and the user's line.
+(`ShapeError`). Indices fed at call time are checked by each op without a pass of its own
+where the work checks them anyway: `np.take`, fancy indexing and `np.add.at` raise on an
+index out of range, and the scatter kernel tests each index before it writes (into the op's
+own new buffer); only then are the indices searched for the bad one. Where a result would
+be silently wrong instead (several arrays folded into one flat position, the bincount
+fallback, `add_along_axis`, `last_write`), their min and max are checked first. Either way an
+out-of-range index raises `InputError` naming the index operand, the node and the line that
+built it.
 
 Scatter-adds go through one kernel, `out[p, ids[k], c] += v[p, k, c]` over an array viewed
 as (before, indexed, after): a numba loop above `KERNEL_MIN` entries (no on-disk cache, so no
@@ -54,7 +59,7 @@ from graphc.ir.op import Constant, Op, entries, register
 from graphc.ir.params import AXIS, COUNTS, FLAG, INDEX, SHAPE, SIZE, param
 from graphc.ops.base import atomic, build, graph_of, lift, pad_batched
 
-KERNEL_MIN = 4096  # entries of v from which a scatter-add runs the numba kernel
+KERNEL_MIN = 256  # entries of v from which a scatter-add runs the numba kernel
 _KERNEL_DTYPES = frozenset(np.dtype(t) for t in ("float64", "float32", "int64", "int32"))
 
 
@@ -111,6 +116,24 @@ def as_intp(idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(idx, dtype=np.intp)
 
 
+def wide_unsigned(idx: np.ndarray) -> bool:
+    """Unsigned indices NumPy cannot cast safely to its index type (uint64)."""
+    return idx.dtype.kind == "u" and idx.dtype.itemsize >= np.dtype(np.intp).itemsize
+
+
+def checked(run, idx: np.ndarray, n: int, operand: int, what: str):
+    """`run()`, whose work raises IndexError on an index out of range; that error becomes an
+    IndexRangeError naming the bad index (found only now). uint64 indices are checked first
+    and cast, since NumPy refuses to take them."""
+    if wide_unsigned(idx):
+        check_range(idx, n, operand, what)
+    try:
+        return run()
+    except IndexError:
+        check_range(idx, n, operand, what)
+        raise
+
+
 # -- the scatter-add kernel -----------------------------------------------------------------
 _numba_kernel = None
 _KERNEL_LOCK = threading.Lock()
@@ -138,8 +161,11 @@ def _kernel():
                         j = ids[k]
                         if j < 0:
                             j += n
+                        if j < 0 or j >= n:
+                            return k  # never written out of bounds: the caller raises
                         for c in range(out.shape[2]):
                             out[p, j, c] += v[p, k, c]
+                return -1
 
             _numba_kernel = scatter_add_rows
     return _numba_kernel or None
@@ -147,19 +173,25 @@ def _kernel():
 
 def scatter_add_rows(out: np.ndarray, ids: np.ndarray, v: np.ndarray) -> None:
     """`out[p, ids[k], c] += v[p, k, c]` in order of k (repeats accumulate); `out` is
-    (P, N, C), `ids` (K,) checked to lie in [-N, N), `v` (P, K, C)."""
+    (P, N, C), `ids` (K,), `v` (P, K, C). An id outside [-N, N) raises IndexError, having
+    written only into `out` (the caller's new buffer, then dropped)."""
     if v.dtype != out.dtype:
         v = v.astype(out.dtype)
+    n = out.shape[1]
     kernel = _kernel() if v.size >= KERNEL_MIN and out.dtype in _KERNEL_DTYPES else None
     if kernel is not None:
-        kernel(out, as_intp(ids), np.ascontiguousarray(v))
-    elif v.size >= KERNEL_MIN and out.dtype == np.float64 and out.shape[0] == 1:
-        n, c = out.shape[1], out.shape[2]
+        bad = kernel(out, as_intp(ids), np.ascontiguousarray(v))
+        if bad >= 0:
+            raise IndexError(f"index {ids[bad]} is out of bounds for size {n}")
+    elif (v.size >= KERNEL_MIN and out.dtype == np.float64 and out.shape[0] == 1
+          and out.size <= 8 * v.size):  # bincount makes an output of out's size
+        c = out.shape[2]
+        check_range(ids, n, 0, "the scatter")  # bincount would grow its output instead
         flat = (np.where(ids < 0, ids + n, ids).astype(np.intp)[:, None] * c
                 + np.arange(c)).reshape(-1)
         out[0] += np.bincount(flat, v[0].reshape(-1), minlength=n * c).reshape(n, c)
     else:
-        np.add.at(out, (slice(None), ids), v)
+        np.add.at(out, (slice(None), as_intp(ids)), v)
 
 
 # -- the layout of an advanced index --------------------------------------------------------
@@ -298,6 +330,24 @@ def check_arrays(shape, index, at, arrays, first_operand: int) -> None:
         check_range(a, shape[axes[k]], first_operand + j, f"axis {axes[k]}")
 
 
+def checked_all(run, shape, index, at, arrays, first_operand: int):
+    """`checked` for the arrays of an advanced index: IndexError from the work names the
+    array at fault."""
+    if any(wide_unsigned(a) for a in arrays):
+        check_arrays(shape, index, at, arrays, first_operand)
+    try:
+        return run()
+    except IndexError:
+        check_arrays(shape, index, at, arrays, first_operand)
+        raise
+
+
+def intp_all(arrays) -> list:
+    """Index arrays as C-ordered NumPy index arrays (NumPy's assignment then writes, and a
+    repeated position keeps its last write, in C order of the broadcast indices)."""
+    return [as_intp(a) for a in arrays]
+
+
 def index_label(name: str, index: tuple, at: tuple, **more) -> str:
     """`gather(index=[idx0, :, idx1])`: the index as written, each array by its operand."""
     from graphc.ir.op import fmt_param
@@ -401,8 +451,16 @@ class Take(_Indexed):
         return x.shape[:a] + idx.shape + x.shape[a + 1:], x.dtype
 
     def forward(self, x, idx):
-        check_range(idx, x.shape[self.axis], 1, f"axis {self.axis}")
-        return np.asarray(np.take(x, idx, axis=self.axis))
+        a = self.axis
+        if wide_unsigned(idx):
+            check_range(idx, x.shape[a], 1, f"axis {a}")
+            idx = as_intp(idx)
+        try:
+            out = np.take(x, idx, axis=a)  # raises on an index out of range
+        except IndexError:
+            check_range(idx, x.shape[a], 1, f"axis {a}")
+            raise
+        return out if type(out) is np.ndarray else np.asarray(out)
 
     def bprop(self, inputs, out, g, i):
         x, idx = inputs
@@ -457,15 +515,15 @@ class SegmentSum(_Indexed):
 
     def forward(self, data, ids):
         n = int(self.num_segments)
-        check_range(ids, n, 1, "num_segments")
         a = self.axis
         pre, post = math.prod(data.shape[:a]), math.prod(data.shape[a + 1:])
         out = np.zeros(data.shape[:a] + (n,) + data.shape[a + 1:], data.dtype)
         v = np.ascontiguousarray(data).reshape(pre, len(ids), post)
         if out.dtype == object:  # to_sympy: sympy entries
             np.add.at(out.reshape(pre, n, post), (slice(None), ids), v)
-        else:
-            scatter_add_rows(out.reshape(pre, n, post), ids, v)
+            return out
+        checked(lambda: scatter_add_rows(out.reshape(pre, n, post), ids, v), ids, n, 1,
+                "num_segments")
         return out
 
     def bprop(self, inputs, out, g, i):
@@ -541,8 +599,9 @@ class TakeAlongAxis(_Indexed):
         return along_shape(x.shape, idx.shape, self.axis, "take_along_axis"), x.dtype
 
     def forward(self, x, idx):
-        check_range(idx, x.shape[self.axis], 1, f"axis {self.axis}")
-        return np.take_along_axis(x, idx, axis=self.axis)
+        n, a = x.shape[self.axis], self.axis
+        return checked(lambda: np.take_along_axis(
+            x, as_intp(idx) if wide_unsigned(idx) else idx, axis=a), idx, n, 1, f"axis {a}")
 
     def bprop(self, inputs, out, g, i):
         x, idx = inputs
@@ -708,8 +767,9 @@ class Gather(_Advanced):
         return self.window(x.shape, arrays, "gather"), x.dtype
 
     def forward(self, x, *arrays):
-        check_arrays(x.shape, self.index, self.at, arrays, 1)
-        return np.array(x[full_index(self.index, self.at, arrays)], copy=True)
+        def run():
+            return np.array(x[full_index(self.index, self.at, intp_all(arrays))], copy=True)
+        return checked_all(run, x.shape, self.index, self.at, arrays, 1)
 
     def bprop(self, inputs, out, g, i):
         if i != 0 or not types.is_float(inputs[0].dtype):
@@ -748,21 +808,25 @@ class AtAdd(_Advanced):
         return x.shape, x.dtype
 
     def forward(self, x, v, *arrays):
-        check_arrays(x.shape, self.index, self.at, arrays, 2)
         out = np.zeros(x.shape, x.dtype) if self.zeros else np.array(x, order="C")
         if not self.at:  # basic indexing: each position once
             out[self.index] += v
             return out
-        layout = None if out.dtype == object else flat_layout(
-            out.shape, self.index, self.at, arrays)
-        if layout is None:
-            tup = full_index(self.index, self.at, arrays)
-            np.add.at(out, tup, np.broadcast_to(v, out[tup].shape))
+        if len(self.at) > 1:  # folded into flat positions below: check each array first
+            check_arrays(x.shape, self.index, self.at, arrays, 2)
+
+        def run():
+            layout = None if out.dtype == object else flat_layout(
+                out.shape, self.index, self.at, arrays)
+            if layout is None:
+                tup = full_index(self.index, self.at, intp_all(arrays))
+                np.add.at(out, tup, np.broadcast_to(v, out[tup].shape))
+                return out
+            pre, n, post, ids, window, _ = layout
+            w = np.broadcast_to(np.asarray(v), window).reshape(pre, len(ids), post)
+            scatter_add_rows(out.reshape(pre, n, post), ids, w)
             return out
-        pre, n, post, ids, window, _ = layout
-        v = np.broadcast_to(np.asarray(v), window).reshape(pre, len(ids), post)
-        scatter_add_rows(out.reshape(pre, n, post), ids, v)
-        return out
+        return checked_all(run, x.shape, self.index, self.at, arrays, 2)
 
     def bprop(self, inputs, out, g, i):
         if i >= 2 or not types.is_float(inputs[i].dtype) or (i == 0 and self.zeros):
@@ -816,10 +880,12 @@ class AtSet(_Advanced):
         return x.shape, x.dtype
 
     def forward(self, x, v, *arrays):
-        check_arrays(x.shape, self.index, self.at, arrays, 2)
         out = np.array(x, order="C")
-        out[full_index(self.index, self.at, [np.ascontiguousarray(a) for a in arrays])] = v
-        return out
+
+        def run():
+            out[full_index(self.index, self.at, intp_all(arrays))] = v
+            return out
+        return checked_all(run, x.shape, self.index, self.at, arrays, 2)
 
     def bprop(self, inputs, out, g, i):
         from graphc.ops.elementwise import where
