@@ -12,6 +12,8 @@ import scipy.special
 
 import graphc as gc
 from graphc.ops import indexing
+from tests.ops.cases import CASES
+from tests.ops.cases_index import CASES as INDEX_CASES  # after cases.py, which adds them
 
 V, D, C, N = 40, 16, 5, 300  # N * D = 4,800 entries: the scatter runs the numba kernel
 
@@ -113,6 +115,24 @@ def test_hessian_of_a_gather_is_the_scatter_of_its_curvature(rng):
     want = np.zeros((2, 2, 6))
     want[0, 0, 2] = want[0, 1, 2] = want[1, 0, 3] = want[1, 1, 4] = 1.0
     np.testing.assert_array_equal(J.eval({x: xv}), want)
+
+
+@pytest.mark.parametrize("case", INDEX_CASES, ids=[c.id for c in INDEX_CASES])
+def test_optimized_code_computes_what_the_graph_as_built_does(case, rng):
+    """Each index case, its gradient and a second-order term, optimize=True against False."""
+    assert case in CASES  # the case table runs them in test_grad.py and test_json.py too
+    g = gc.Graph()
+    xs = [g.input(f"x{k}", shape=s) for k, s in enumerate(case.shapes)]
+    out = case.build(*xs)
+    z = (out * g.constant(rng.standard_normal(out.shape))).sum()
+    grads = gc.grad(z, xs)
+    second = gc.grad((grads[0] * grads[0]).sum(), xs)
+    outputs = [out, *grads, *second]
+    at = [case.sample(rng, k) for k in range(len(xs))]
+    fast = gc.function(xs, outputs)(*at)
+    plain = gc.function(xs, outputs, optimize=False)(*at)
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 # -- NumPy's semantics, pattern by pattern --------------------------------------------------
