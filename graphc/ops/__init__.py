@@ -38,7 +38,7 @@ from graphc.ops.elementwise import (
     where,
     zeros_like,
 )
-from graphc.ops.indexing import segment_sum, take, take_along_axis
+from graphc.ops.indexing import getitem, segment_sum, take, take_along_axis  # x[...]
 from graphc.ops.linalg import diag, dot, matmul, outer, trace
 from graphc.ops.nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from graphc.ops.reduce import max, mean, min, sum, sum_to
@@ -46,7 +46,6 @@ from graphc.ops.shape import (
     broadcast_to,
     concatenate,
     expand_dims,
-    getitem,
     reshape,
     split,
     squeeze,

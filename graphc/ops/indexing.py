@@ -303,6 +303,9 @@ def flat_layout(shape: tuple, index: tuple, at: tuple, arrays: list):
         comps = []
         for k, d in zip(adv, dims):
             c = by_pos[k] if k in by_pos else np.asarray(index[k])
+            if c.size and (c.max() >= d or (c.dtype.kind != "u" and c.min() < -d)):
+                # folded into one flat position, it could land in range: refuse it here
+                raise IndexError(f"index out of bounds for an axis of size {d}")
             comps.append(np.where(c < 0, c + d, c).astype(np.intp))
         b = np.broadcast_shapes(*(c.shape for c in comps))
         flat = np.zeros(b, np.intp)
@@ -812,9 +815,6 @@ class AtAdd(_Advanced):
         if not self.at:  # basic indexing: each position once
             out[self.index] += v
             return out
-        if len(self.at) > 1:  # folded into flat positions below: check each array first
-            check_arrays(x.shape, self.index, self.at, arrays, 2)
-
         def run():
             layout = None if out.dtype == object else flat_layout(
                 out.shape, self.index, self.at, arrays)

@@ -373,6 +373,21 @@ def test_each_op_names_the_bad_index_operand(rng):
                 gc.function([x, *feed], gc.grad(z, x))(xv, *feed.values())
 
 
+def test_an_index_out_of_its_axis_never_lands_in_another_row():
+    """Several advanced entries fold into one flat position (1 * 4 + 5 = 9 is inside the
+    (3, 4) array); each is still checked against its own axis."""
+    g = gc.Graph()
+    x = g.input("x", shape=(3, 4))
+    k = g.input("k", shape=(2,), dtype="int64")
+    for y in (x.at[1, k].add(1.0), x.at[k, k].add(1.0), x[1, k], x.at[1, k].set(1.0)):
+        with pytest.raises(gc.InputError, match="'k'.*index 5 at position 1 is out of bounds"):
+            y.eval({x: np.zeros((3, 4)), k: np.array([0, 5])})
+    s = g.input("s", shape=("n", 4))  # an int beside the array, checked only at run time
+    for z in (s.at[-4, k].add(1.0), s.at[3, k].add(1.0)):
+        with pytest.raises(gc.InputError, match="out of bounds"):
+            z.eval({s: np.zeros((3, 4)), k: np.array([0, 1])})
+
+
 def test_a_computed_index_is_named_by_its_node(rng):
     g = gc.Graph()
     x = g.input("x", shape=(4,))
