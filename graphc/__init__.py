@@ -74,6 +74,7 @@ from graphc.ops import (
     pow,
     relu,
     reshape,
+    segment_sum,
     sigmoid,
     sign,
     sin,
@@ -89,6 +90,8 @@ from graphc.ops import (
     sub,
     sum,
     swapaxes,
+    take,
+    take_along_axis,
     tan,
     tanh,
     trace,
@@ -115,4 +118,5 @@ __all__ = [
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy", "fixed_point", "root",
     "avg_pool", "conv", "max_pool",
+    "segment_sum", "take", "take_along_axis",
 ]

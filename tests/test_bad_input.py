@@ -34,7 +34,7 @@ CASES = [
     ("matmul shapes", lambda: x @ W, gc.ShapeError, r"matmul.*\(3,\).*\(2, 3\)"),
     ("sum axis", lambda: gc.sum(x, axis=4), gc.ShapeError, "axis 4"),
     ("reshape size", lambda: x.reshape(7), gc.ShapeError, r"\(3,\).*\(7,\)"),
-    ("advanced index", lambda: x[[0, 1]], gc.ShapeError, "basic indexing"),
+    ("advanced index", lambda: x[[0, 3]], gc.ShapeError, "index 3 at position 1 is out of bounds"),
     ("truth of a node", lambda: bool(positive), gc.GraphError, "truth value"),
     ("cast to complex", lambda: gc.cast(x, "complex128"), gc.ShapeError, "complex128"),
     ("where on floats", lambda: gc.where(x, x, x), gc.ShapeError, "boolean"),

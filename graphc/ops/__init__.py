@@ -39,6 +39,7 @@ from graphc.ops.elementwise import (
     where,
     zeros_like,
 )
+from graphc.ops.indexing import getitem, segment_sum, take, take_along_axis  # x[...]
 from graphc.ops.linalg import diag, dot, matmul, outer, trace
 from graphc.ops.nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
 from graphc.ops.reduce import max, mean, min, sum, sum_to
@@ -46,7 +47,6 @@ from graphc.ops.shape import (
     broadcast_to,
     concatenate,
     expand_dims,
-    getitem,
     reshape,
     split,
     squeeze,
@@ -68,4 +68,5 @@ __all__ = [
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
     "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
     "avg_pool", "conv", "max_pool",
+    "segment_sum", "take", "take_along_axis",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphc.ir.graph import Node
 from graphc.ops import elementwise as ew
-from graphc.ops import linalg, reduce, shape
+from graphc.ops import indexing, linalg, reduce, shape
 
 
 def _reshape(self, *new_shape):
@@ -35,7 +35,8 @@ METHODS = {
     "__ge__": lambda a, b: ew.greater_equal(a, b),
     "__eq__": lambda a, b: ew.equal(a, b),
     "__ne__": lambda a, b: ew.not_equal(a, b),
-    "__getitem__": lambda a, index: shape.getitem(a, index),
+    "__getitem__": lambda a, index: indexing.getitem(a, index),  # basic or advanced
+    "at": property(lambda a: indexing.IndexUpdater(a)),  # x.at[idx].add(v), .set(v)
     "T": property(lambda a: shape.transpose(a)),
     "sum": lambda a, axis=None, keepdims=False: reduce.sum(a, axis, keepdims),
     "mean": lambda a, axis=None, keepdims=False: reduce.mean(a, axis, keepdims),

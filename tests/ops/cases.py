@@ -190,3 +190,8 @@ EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbo
 
 from tests.ops.cases_conv import CASES as _conv_CASES  # noqa: E402, I001
 CASES += _conv_CASES
+from tests.ops.cases_index import CASES as _index_CASES  # noqa: E402
+from tests.ops.cases_index import NON_DIFFERENTIABLE as _index_NON_DIFFERENTIABLE  # noqa: E402
+
+CASES += _index_CASES
+NON_DIFFERENTIABLE |= _index_NON_DIFFERENTIABLE
