@@ -24,9 +24,9 @@ from typing import ClassVar
 import numpy as np
 
 from graphc import ops
+from graphc.autodiff.batching import rebuild_batched
 from graphc.autodiff.forward import jvp as forward_jvp
 from graphc.autodiff.reverse import vjp
-from graphc.autodiff.second_order import rebuild_batched
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.body import BODY, Body, copy_into
