@@ -20,7 +20,8 @@ once for a stand-in direction, then *vectorized* (`vectorize` in graphc/autodiff
 the machinery of `vmap`): every node that depends on the direction is rebuilt with a leading
 axis over the rows of an identity matrix, by its op's `batch` hook (axes shift by one, matmul
 pads its batch axes) or, for an op without one, the general rule (an elementwise op
-broadcasts; any other op runs row by row and the rows are stacked); nodes that do not depend on the direction are built once and shared by all rows.
+broadcasts; any other op runs row by row and the rows are stacked); nodes that do not depend
+on the direction are built once and shared by all rows.
 """
 
 from __future__ import annotations
