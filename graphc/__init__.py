@@ -4,7 +4,7 @@ The public surface of ../shared/API.md: build a graph, differentiate it (new nod
 graph), compile and run it on NumPy values.
 """
 
-from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, remat, vjp
+from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, remat, vjp, vmap
 from graphc.compile import Function, eval, function
 from graphc.errors import (
     DisconnectedError,
@@ -99,5 +99,5 @@ __all__ = [
     "softplus", "split", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sub", "sum",
     "swapaxes", "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like", "linalg",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
-    "elementwise", "apply", "to_sympy", "from_sympy",
+    "elementwise", "apply", "to_sympy", "from_sympy", "vmap",
 ]

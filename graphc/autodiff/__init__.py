@@ -1,5 +1,6 @@
 """Automatic differentiation as graph building: reverse mode (Algorithms 6.5/6.6) and more."""
 
+from graphc.autodiff.batching import vmap
 from graphc.autodiff.check import check_grad
 from graphc.autodiff.forward import jvp, push_tangents
 from graphc.autodiff.rematerialize import Remat, remat
@@ -7,4 +8,4 @@ from graphc.autodiff.reverse import backprop, build_grad, grad, prune, vjp
 from graphc.autodiff.second_order import hessian, hvp, jacobian
 
 __all__ = ["check_grad", "backprop", "build_grad", "grad", "prune", "vjp", "jvp",
-           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat"]
+           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat", "vmap"]

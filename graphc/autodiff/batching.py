@@ -165,7 +165,7 @@ def _vmap_call(fn, name: str, in_axes, out_axes, args: tuple):
                     perm.insert(oax, 0)
                     o = ops.transpose(o, tuple(perm))
                 results.append(o)
-    return results[0] if single else type_like(single, results)
+    return results[0] if single is True else type_like(single, results)
 
 
 def type_like(single, results):
