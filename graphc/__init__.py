@@ -4,7 +4,19 @@ The public surface of ../shared/API.md: build a graph, differentiate it (new nod
 graph), compile and run it on NumPy values.
 """
 
-from graphc.autodiff import check_grad, grad, hessian, hvp, jacobian, jvp, remat, vjp, vmap
+from graphc.autodiff import (
+    check_grad,
+    custom_jvp,
+    custom_vjp,
+    grad,
+    hessian,
+    hvp,
+    jacobian,
+    jvp,
+    remat,
+    vjp,
+    vmap,
+)
 from graphc.compile import Function, eval, function
 from graphc.errors import (
     DisconnectedError,
@@ -100,4 +112,5 @@ __all__ = [
     "swapaxes", "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like", "linalg",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy", "vmap",
+    "custom_vjp", "custom_jvp",
 ]

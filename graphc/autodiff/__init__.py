@@ -2,10 +2,12 @@
 
 from graphc.autodiff.batching import vmap
 from graphc.autodiff.check import check_grad
+from graphc.autodiff.custom_rules import CustomJVP, CustomVJP, NoForwardRule, custom_jvp, custom_vjp
 from graphc.autodiff.forward import jvp, push_tangents
 from graphc.autodiff.rematerialize import Remat, remat
 from graphc.autodiff.reverse import backprop, build_grad, grad, prune, vjp
 from graphc.autodiff.second_order import hessian, hvp, jacobian
 
 __all__ = ["check_grad", "backprop", "build_grad", "grad", "prune", "vjp", "jvp",
-           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat", "vmap"]
+           "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat", "vmap",
+           "CustomVJP", "CustomJVP", "NoForwardRule", "custom_vjp", "custom_jvp"]

@@ -28,9 +28,10 @@ def fn_name(fn) -> str:
     return "block" if not name.isidentifier() else name
 
 
-def trace(what: str, fn, args, make_op) -> Node:
-    """`fn(*args)` built once in an inner graph `{what}_{name}`, then one node applying
-    `make_op(body, n_args)` to the args and the captured outer nodes (in order of capture).
+def trace(what: str, fn, args, make_op, node_name: str | None = None) -> Node:
+    """`fn(*args)` built once in an inner graph `{what}_{name}`, then one node (named
+    `node_name`) applying `make_op(body, n_args)` to the args and the captured outer nodes (in
+    order of capture).
 
     `args` are nodes of one graph, or numbers and arrays (made constants of it); `fn` returns
     one node. The whole build is one transaction: a failure leaves the graph unchanged."""
@@ -65,7 +66,7 @@ def trace(what: str, fn, args, make_op) -> Node:
             outer = list(args) + [o for o, _ in sorted(h.captured.items(),
                                                          key=lambda kv: kv[1].index)]
             body = Body(h, [out])
-        return g.apply(make_op(body, len(args)), outer)
+        return g.apply(make_op(body, len(args)), outer, name=node_name)
 
 
 def check_operands(what: str, body: Body, inputs) -> tuple:

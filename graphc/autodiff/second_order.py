@@ -32,6 +32,7 @@ from graphc import ops
 from graphc.autodiff import memo
 from graphc.autodiff.arguments import as_list, check_float, check_node, check_scalar
 from graphc.autodiff.batching import vectorize
+from graphc.autodiff.custom_rules import NoForwardRule
 from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad, vjp
 from graphc.errors import GraphError, ShapeError
@@ -99,13 +100,17 @@ def hvp_and_grad(z: Node, xs: list[Node], vs: list[Node], mode: str = "auto"):
     if mode != "auto":
         return gs, (_hvp_forward if mode == "forward" else _hvp_reverse)(z, xs, vs, gs), mode
     # the reverse candidate is costed in scratch and dropped; the forward one is built for
-    # real and kept when it is no dearer (the usual case): one extra build, not three
+    # real and kept when it is no dearer (the usual case): one extra build, not three. A
+    # function with a reverse rule only (gc.custom_vjp) has no forward mode: reverse it is.
     g = z.graph
     with g.scratch():
         reverse = cost(_hvp_reverse(z, xs, vs, gs))
     mark = len(g.nodes)
-    out = _hvp_forward(z, xs, vs, gs)
-    if cost(out) <= reverse:
+    try:
+        out = _hvp_forward(z, xs, vs, gs)
+    except NoForwardRule:
+        out = None
+    if out is not None and cost(out) <= reverse:
         return gs, out, "forward"
     g.rollback(mark)
     return gs, _hvp_reverse(z, xs, vs, gs), "reverse"
@@ -139,7 +144,10 @@ def choose_mode(z: Node, xs: list[Node], vs: list[Node]) -> str:
     costs = {}
     for mode, build in (("forward", _hvp_forward), ("reverse", _hvp_reverse)):
         with z.graph.scratch():
-            costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
+            try:
+                costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
+            except NoForwardRule:  # a gc.custom_vjp function: reverse mode only
+                costs[mode] = float("inf")
     return "forward" if costs["forward"] <= costs["reverse"] else "reverse"
 
 
@@ -224,10 +232,18 @@ def _jacobian(y: Node, xs: list, single: bool, mode: str, m: int) -> list[Node]:
             check_float(x, "jacobian", f"wrt node {x.name!r}")
             n = _static_size("jacobian", x)
             forward = mode == "forward" or (mode == "auto" and n < m)
+            J = None
             if forward:   # rows of the identity over x as tangents: R[k] = J e_k
-                rows = vectorize(lambda t, x=x: [jvp(y, x, t[0])], [x], [_identity(x)])[0]
-                J = ops.reshape(ops.transpose(ops.reshape(rows, (n, m))), y.shape + x.shape)
-            else:         # rows of the identity over y as cotangents: R[k] = e_k^T J
+                mark = len(g.nodes)
+                try:
+                    rows = vectorize(lambda t, x=x: [jvp(y, x, t[0])], [x], [_identity(x)])[0]
+                    J = ops.reshape(ops.transpose(ops.reshape(rows, (n, m))),
+                                    y.shape + x.shape)
+                except NoForwardRule:  # a gc.custom_vjp function: auto takes reverse mode
+                    if mode == "forward":
+                        raise
+                    g.rollback(mark)
+            if J is None:  # rows of the identity over y as cotangents: R[k] = e_k^T J
                 rows = vectorize(lambda u, x=x: [vjp(y, x, u[0])], [y], [_identity(y)])[0]
                 J = ops.reshape(rows, y.shape + x.shape)
             g.rename(J, f"jacobian({y.name}, {x.name})")
