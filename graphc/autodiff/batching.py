@@ -8,10 +8,12 @@ arguments; then every node it built is rebuilt with a leading batch axis of leng
         else:                                     N.op.batch(N, inputs, m)  (the op's rule)
 
 An op's `batch` hook (`graphc.ir.op.Op.batch`) gives its batched form: a reduction shifts its
-axes by one, matmul pads its batch axes, softmax moves its axis. Without one, the general rule
-applies: an op declared `elementwise` broadcasts over the batch axis; any other op runs once
-per row and the rows are stacked (m nodes: correct for every op, user ops included, but slow
-for large m; a symbolic m needs the op's own rule).
+axes by one, matmul folds the batch axis into a matrix axis, softmax moves its axis. Without
+one, the general rule applies: an op declared `elementwise` broadcasts over the batch axis; any
+other op runs once per row: for a small static m, m nodes whose results are stacked; for a
+symbolic or larger m, one `row_loop` node that loops over the rows when the graph runs
+(graphc/autodiff/row_loop.py). Correct for every op, user ops included; slow in proportion to
+m where a rule would make one node do the work.
 
 So `vmap(lambda xb, yb: grad(loss(xb, yb), W))(X, y)` builds the gradient graph once, on the
 stand-ins, and batches it: per-example gradients cost one batched graph, linear in the batch,
@@ -25,8 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from graphc import ops
+from graphc.autodiff.row_loop import LOOP_ABOVE, row_loop
 from graphc.errors import GraphError, ShapeError
-from graphc.ir import types
+from graphc.ir import types, walk
+from graphc.ir.body import Body, copy_into
 from graphc.ir.graph import Graph, Node
 from graphc.ir.op import Constant, Input, output_types
 from graphc.ops.base import batch_by_rows, batch_elementwise, lift
@@ -312,8 +316,36 @@ def batch_multi(n: Node, ins: list[tuple[Node, bool]], m) -> list[Node]:
 def batch_node(n: Node, ins: list[tuple[Node, bool]], m) -> Node:
     """`n.op` applied to inputs of which some carry a leading batch axis of length m: the
     op's own `batch` hook, or where it has none the general rule (broadcasting for an op
-    declared `elementwise`, else row by row)."""
+    declared `elementwise`, else row by row: m nodes, or one `row_loop`)."""
     out = n.op.batch(n, ins, m)
     if out is NotImplemented:
-        out = batch_elementwise(n, ins) if n.op.elementwise else batch_by_rows(n, ins, m)
+        if n.op.elementwise:
+            out = batch_elementwise(n, ins)
+        elif isinstance(m, int) and m <= LOOP_ABOVE:
+            out = batch_by_rows(n, ins, m)
+        else:  # a symbolic or large batch: one node looping over the rows at run time
+            out = row_loop(n, ins, m)
     return out
+
+
+def batch_body(body: Body, ins, m) -> Body:
+    """The body rebuilt over operands of which some carry a leading batch axis of length m
+    (`ins`: (node, batched) pairs): its inputs take the operands' shapes, and its output
+    has shape (m, *output shape); the vectorizer of `vmap` does the work inside."""
+    h = Graph(f"{body.graph.name}.batch")
+    stand_ins, table = [], {}
+    for p, (x, is_batched) in zip(body.graph.inputs, ins):
+        if is_batched:  # the batched operand, and row 0 of it standing for the body's input
+            b = h.input(p.name, x.shape, p.dtype)
+            s = ops.getitem(b, 0)
+            table[s] = (b, True)
+        else:
+            s = h.input(p.name, p.shape, p.dtype)
+        stand_ins.append(s)
+    (y,) = copy_into(h, body, stand_ins)
+    seeds = set(table)
+    rebuild_batched(h, walk.descendants_within(walk.ancestors([y]), seeds), table, m)
+    out, is_batched = table.get(y, (y, False))
+    if not is_batched:
+        out = ops.broadcast_to(out, (m, *y.shape))
+    return Body(h, [out])

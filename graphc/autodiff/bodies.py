@@ -1,6 +1,6 @@
 """What the ops that hold a graph share (`remat`'s, `custom_vjp`'s, `custom_jvp`'s): building
-the body from a function, checking operands against it, and running, costing, writing in
-sympy and batching it.
+the body from a function, checking operands against it, and running, costing and writing it
+in sympy (its batching is `graphc.autodiff.batching.batch_body`).
 
 A body is built by calling the function once on the inputs of an inner graph shaped like the
 arguments (`trace`); outer nodes it uses are captured as further inputs, so the node applying
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc import ops
-from graphc.autodiff.batching import rebuild_batched
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.body import Body, copy_into
@@ -123,26 +121,3 @@ def recompute(body: Body, rule: str, i: int) -> tuple[Graph, list[Node], Node]:
     params = [h.input(p.name, p.shape, p.dtype) for p in body.graph.inputs]
     (y,) = copy_into(h, body, params)
     return h, params, y
-
-
-def batched(body: Body, ins, m) -> Body:
-    """The body rebuilt over operands of which some carry a leading batch axis of length m
-    (`ins`: (node, batched) pairs): its inputs take the operands' shapes, and its output
-    has shape (m, *output shape); the vectorizer of `vmap` does the work inside."""
-    h = Graph(f"{body.graph.name}.batch")
-    stand_ins, table = [], {}
-    for p, (x, is_batched) in zip(body.graph.inputs, ins):
-        if is_batched:  # the batched operand, and row 0 of it standing for the body's input
-            b = h.input(p.name, x.shape, p.dtype)
-            s = ops.getitem(b, 0)
-            table[s] = (b, True)
-        else:
-            s = h.input(p.name, p.shape, p.dtype)
-        stand_ins.append(s)
-    (y,) = copy_into(h, body, stand_ins)
-    seeds = set(table)
-    rebuild_batched(h, walk.descendants_within(walk.ancestors([y]), seeds), table, m)
-    out, is_batched = table.get(y, (y, False))
-    if not is_batched:
-        out = ops.broadcast_to(out, (m, *y.shape))
-    return Body(h, [out])

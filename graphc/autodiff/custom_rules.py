@@ -33,7 +33,7 @@ from typing import ClassVar
 
 from graphc import ops
 from graphc.autodiff import bodies, memo
-from graphc.autodiff.batching import built_since, vmap
+from graphc.autodiff.batching import batch_body, built_since, vmap
 from graphc.autodiff.reverse import vjp
 from graphc.errors import DisconnectedError, GraphError, ShapeError
 from graphc.ir import types
@@ -95,7 +95,7 @@ class _CustomRule(Op):
         if self.rule is not None:
             rule = Callables((batch_rule(self.rule.fns[0], flags, self.n_args, node.name),),
                              f"vmap({self.rule.label})")
-        op = type(self)(bodies.batched(self.body, ins, m), rule, self.n_args)
+        op = type(self)(batch_body(self.body, ins, m), rule, self.n_args)
         return node.graph.apply(op, [x for x, _ in ins])
 
 

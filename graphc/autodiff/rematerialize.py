@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from graphc.autodiff import bodies
+from graphc.autodiff.batching import batch_body
 from graphc.autodiff.forward import jvp as forward_jvp
 from graphc.autodiff.reverse import vjp
 from graphc.ir.body import BODY, Body
@@ -70,7 +71,7 @@ class Remat(Op):
 
     # jacobian / hessian / vmap: the body vectorized -------------------------------------------
     def batch(self, node, ins, m):
-        return node.graph.apply(Remat(bodies.batched(self.body, ins, m)), [x for x, _ in ins])
+        return node.graph.apply(Remat(batch_body(self.body, ins, m)), [x for x, _ in ins])
 
 
 def remat(fn, *args):

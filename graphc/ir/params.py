@@ -237,6 +237,7 @@ SHAPE = _Shape()
 INDEX = _Index()
 INDICES = _TupleOf(INDEX)
 COUNTS = _TupleOf(COUNT)
+FLAGS = _TupleOf(FLAG)
 CALLABLES = _Callables()  # never saved: a loaded op gets None
 
 

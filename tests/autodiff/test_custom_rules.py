@@ -139,12 +139,47 @@ def test_vmap_and_jacobian_of_a_user_op(op, rng):
         np.testing.assert_allclose(JA, -np.einsum("ij,k->ijk", Ainv, Ainv @ Bv[0]), rtol=1e-10)
 
 
-def test_a_user_op_without_batch_rule_over_a_symbolic_batch_says_what_to_define():
+@pytest.mark.parametrize("rows", ["n", 40], ids=["symbolic_batch", "large_batch"])
+def test_a_user_op_over_a_symbolic_or_large_batch_runs_as_a_loop(rows, rng):
+    """No node per row: one row_loop node holding the op, run once per row; its
+    derivatives are loops too (per-example gradients, grad of vmap, second order)."""
     g = gc.Graph()
     A = g.input("A", shape=(3, 3))
-    B = g.input("B", shape=("n", 3))
-    with pytest.raises(gc.GraphError, match=r"user_solve.*batch"):
-        gc.vmap(lambda b: solve(A, b))(B)
+    B = g.input("B", shape=(rows, 3))
+    n = len(g)
+    X = gc.vmap(lambda b: solve(A, b))(B)
+    assert len(g) == n + 1 and X.op.name == "row_loop" and X.op.batched == (False, True)
+    Av = np.eye(3) * 3 + rng.standard_normal((3, 3)) * 0.3
+    Ai = np.linalg.inv(Av)
+    for m in ((0, 7) if rows == "n" else (40,)):
+        Bv = rng.standard_normal((m, 3))
+        np.testing.assert_allclose(X.eval({A: Av, B: Bv}), (Ai @ Bv.T).T, rtol=1e-12)
+    Bv = rng.standard_normal((7 if rows == "n" else 40, 3))
+    pA, pb = gc.eval(gc.vmap(lambda b: gc.grad((solve(A, b) ** 2.0).sum(), [A, b]))(B),
+                     {A: Av, B: Bv})
+    np.testing.assert_allclose(pA, [-2 * np.outer(Ai.T @ (Ai @ b), Ai @ b) for b in Bv],
+                               rtol=1e-10)
+    np.testing.assert_allclose(pb, [2 * Ai.T @ (Ai @ b) for b in Bv], rtol=1e-10)
+    gc.check_grad((X ** 2.0).sum(), [A, B], at={A: Av, B: Bv}, order=2)
+    C = g.input("C", shape=(2, rows, 3))  # a loop of loops
+    Cv = rng.standard_normal((2, 7 if rows == "n" else 40, 3))
+    np.testing.assert_allclose(gc.vmap(gc.vmap(lambda b: solve(A, b)))(C).eval({A: Av, C: Cv}),
+                               np.einsum("ij,abj->abi", Ai, Cv), rtol=1e-12)
+
+
+def test_hessian_of_a_user_op_over_many_entries_loops(rng):
+    g = gc.Graph()
+    b = g.input("b", shape=(20,))  # 20 > LOOP_ABOVE rows of the identity
+    Av = np.eye(20) * 4 + rng.standard_normal((20, 20)) * 0.2
+    A = g.constant(Av)
+    z = (gc.sin(solve(A, b)) ** 2.0).sum()
+    H = gc.hessian(z, b)
+    assert any(n.op.name == "row_loop" for n in g.nodes)
+    bv = rng.standard_normal(20)
+    x = np.linalg.solve(Av, bv)
+    Ai = np.linalg.inv(Av)
+    want = Ai.T @ np.diag(2 * np.cos(2 * x)) @ Ai  # d2/db2 of sum(sin(A^-1 b)^2)
+    np.testing.assert_allclose(H.eval({b: bv}), want, rtol=1e-10, atol=1e-12)
 
 
 # -- custom_vjp ----------------------------------------------------------------------------------

@@ -187,3 +187,6 @@ NON_DIFFERENTIABLE = {
     "not_equal", "stop_gradient", "zeros_like", "ones_like", "one_hot", "count", "eye_like",
 }
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
+
+from tests.ops.cases_vmap import CASES as _vmap_CASES  # noqa: E402
+CASES += _vmap_CASES
