@@ -189,4 +189,5 @@ NON_DIFFERENTIABLE = {
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
 
 from tests.ops.cases_vmap import CASES as _vmap_CASES  # noqa: E402
+
 CASES += _vmap_CASES
