@@ -162,7 +162,7 @@ def _vmap_call(fn, name: str, in_axes, out_axes, args: tuple):
                 if not -o.ndim <= oax < o.ndim:
                     raise ShapeError(f"{where}: out_axes {oax} is out of range for result {k} "
                                      f"of shape {types.fmt_shape(o.shape[1:])} (with its batch "
-                                     "axis, rank {o.ndim})")
+                                     f"axis, rank {o.ndim})")
                 oax %= o.ndim
                 if oax:
                     perm = list(range(1, o.ndim))

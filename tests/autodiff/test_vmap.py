@@ -357,6 +357,8 @@ def test_errors_name_the_argument_and_leave_the_graph_unchanged():
         gc.vmap(lambda a: a, in_axes=None)(X)
     with pytest.raises(gc.GraphError, match="out_axes None"):
         gc.vmap(lambda a: a * 2.0, out_axes=None)(X)
+    with pytest.raises(gc.ShapeError, match=r"out_axes 3 is out of range .* rank 2"):
+        gc.vmap(lambda a: a * 2.0, out_axes=3)(X)
     with pytest.raises(gc.GraphError, match="must return a graph node"):
         gc.vmap(lambda a: 3.0)(X)
     with pytest.raises(gc.GraphError, match="at least one argument must be a graph node"):
