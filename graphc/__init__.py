@@ -6,6 +6,8 @@ graph), compile and run it on NumPy values.
 
 from graphc.autodiff import (
     check_grad,
+    custom_jvp,
+    custom_vjp,
     fixed_point,
     grad,
     hessian,
@@ -15,6 +17,7 @@ from graphc.autodiff import (
     remat,
     root,
     vjp,
+    vmap,
 )
 from graphc.compile import Function, eval, function
 from graphc.errors import (
@@ -119,4 +122,5 @@ __all__ = [
     "elementwise", "apply", "to_sympy", "from_sympy", "fixed_point", "root",
     "avg_pool", "conv", "max_pool",
     "segment_sum", "take", "take_along_axis",
+    "vmap", "custom_vjp", "custom_jvp",
 ]

@@ -41,7 +41,8 @@ def python_blocks(page: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", (DOCS / page).read_text(), re.S | re.M)
 
 
-@pytest.mark.parametrize("page", ["getting-started.md", "krylov.md", "index.md"])
+@pytest.mark.parametrize("page", ["getting-started.md", "krylov.md", "index.md",
+                                  "transforms.md"])
 def test_page_code_runs_verbatim(page, capsys):
     blocks = python_blocks(page)
     assert blocks, page
@@ -60,6 +61,10 @@ def test_page_code_runs_verbatim(page, capsys):
         top, dense = namespace["top"], namespace["dense"]
         np.testing.assert_allclose(np.sort(top)[::-1], np.linalg.eigvalsh(dense)[::-1][:3],
                                    rtol=1e-10)
+    if page == "transforms.md":
+        assert "[(32, 784, 256), (32, 256), (32, 256, 10), (32, 10)]" in out
+        assert "[ 0.5  1.  -1. ]" in out and "[0.5 1. ]" in out
+        assert namespace["per_task"].shape == (4, 3, 5, 5)
 
 
 def test_compiler_page_listing_is_current():

@@ -16,11 +16,12 @@
 it in `stop_gradient` when it depends on `x` (the book's caveat).
 
 `jacobian` and `hessian` build one graph, not one per entry: the directional derivative is built
-once for a stand-in direction, then *vectorized* (`vectorize`): every node that depends on the
-direction is rebuilt with a leading axis over the rows of an identity matrix, by its op's
-`batch` hook (axes shift by one, matmul pads its batch axes) or, for an op without one, the
-general rule (an elementwise op broadcasts; any other op runs row by row and the rows are
-stacked); nodes that do not depend on the direction are built once and shared by all rows.
+once for a stand-in direction, then *vectorized* (`vectorize` in graphc/autodiff/batching.py,
+the machinery of `vmap`): every node that depends on the direction is rebuilt with a leading
+axis over the rows of an identity matrix, by its op's `batch` hook (axes shift by one, matmul
+pads its batch axes) or, for an op without one, the general rule (an elementwise op
+broadcasts; any other op runs row by row and the rows are stacked); nodes that do not depend
+on the direction are built once and shared by all rows.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import numpy as np
 from graphc import ops
 from graphc.autodiff import memo
 from graphc.autodiff.arguments import as_list, check_float, check_node, check_scalar
+from graphc.autodiff.batching import vectorize
+from graphc.autodiff.custom_rules import NoForwardRule
 from graphc.autodiff.forward import jvp
 from graphc.autodiff.reverse import grad, vjp
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import Constant, output_types
-from graphc.ops.base import batch_by_rows, batch_elementwise, lift
+from graphc.ops.base import lift
 
 MODES = ("auto", "forward", "reverse")
 
@@ -98,14 +100,18 @@ def hvp_and_grad(z: Node, xs: list[Node], vs: list[Node], mode: str = "auto"):
     if mode != "auto":
         return gs, (_hvp_forward if mode == "forward" else _hvp_reverse)(z, xs, vs, gs), mode
     # the reverse candidate is costed in scratch and dropped; the forward one is built for
-    # real and kept when it is no dearer (the usual case): one extra build, not three
-    # both need the gradient graph: only what each adds to it is costed
+    # real and kept when it is no dearer (the usual case): one extra build, not three. A
+    # function with a reverse rule only (gc.custom_vjp) has no forward mode: reverse it is.
+    # Both need the gradient graph: only what each adds to it is costed.
     g, shared = z.graph, set(walk.ancestors(gs))
     with g.scratch():
         reverse = cost(_hvp_reverse(z, xs, vs, gs), shared)
     mark = len(g.nodes)
-    out = _hvp_forward(z, xs, vs, gs)
-    if cost(out, shared) <= reverse:
+    try:
+        out = _hvp_forward(z, xs, vs, gs)
+    except NoForwardRule:
+        out = None
+    if out is not None and cost(out, shared) <= reverse:
         return gs, out, "forward"
     g.rollback(mark)
     return gs, _hvp_reverse(z, xs, vs, gs), "reverse"
@@ -139,7 +145,10 @@ def choose_mode(z: Node, xs: list[Node], vs: list[Node]) -> str:
     costs = {}
     for mode, build in (("forward", _hvp_forward), ("reverse", _hvp_reverse)):
         with z.graph.scratch():
-            costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
+            try:
+                costs[mode] = cost(build(z, xs, vs, grad(z, xs)))
+            except NoForwardRule:  # a gc.custom_vjp function: reverse mode only
+                costs[mode] = float("inf")
     return "forward" if costs["forward"] <= costs["reverse"] else "reverse"
 
 
@@ -227,10 +236,18 @@ def _jacobian(y: Node, xs: list, single: bool, mode: str, m: int) -> list[Node]:
             check_float(x, "jacobian", f"wrt node {x.name!r}")
             n = _static_size("jacobian", x)
             forward = mode == "forward" or (mode == "auto" and n < m)
+            J = None
             if forward:   # rows of the identity over x as tangents: R[k] = J e_k
-                rows = vectorize(lambda t, x=x: [jvp(y, x, t[0])], [x], [_identity(x)])[0]
-                J = ops.reshape(ops.transpose(ops.reshape(rows, (n, m))), y.shape + x.shape)
-            else:         # rows of the identity over y as cotangents: R[k] = e_k^T J
+                mark = len(g.nodes)
+                try:
+                    rows = vectorize(lambda t, x=x: [jvp(y, x, t[0])], [x], [_identity(x)])[0]
+                    J = ops.reshape(ops.transpose(ops.reshape(rows, (n, m))),
+                                    y.shape + x.shape)
+                except NoForwardRule:  # a gc.custom_vjp function: auto takes reverse mode
+                    if mode == "forward":
+                        raise
+                    g.rollback(mark)
+            if J is None:  # rows of the identity over y as cotangents: R[k] = e_k^T J
                 rows = vectorize(lambda u, x=x: [vjp(y, x, u[0])], [y], [_identity(y)])[0]
                 J = ops.reshape(rows, y.shape + x.shape)
             g.rename(J, f"jacobian({y.name}, {x.name})")
@@ -301,94 +318,3 @@ def _static_size(fn: str, x: Node) -> int:
                          f"{types.fmt_shape(x.shape)}; a dense {fn} needs static shapes "
                          "(use gc.hvp, gc.jvp or gc.vjp for products instead)")
     return types.concrete_size(x.shape)
-
-
-# -- vectorizing a linear map over a leading axis ------------------------------------------
-def vectorize(build, like: list[Node], batches: list[Node]) -> list[Node]:
-    """`build(stand_ins)` for every row of `batches` at once, as one graph.
-
-    `build` maps stand-in nodes (shaped like `like`) to output nodes. It runs once, in a
-    scratch graph; then each node it made is rebuilt: with a leading batch axis (of the length
-    of `batches`) where it depends on a stand-in, as it was otherwise. Results have shape
-    `(m,) + output.shape`.
-
-    Examples:
-        >>> import numpy as np, graphc as gc
-        >>> g = gc.Graph()
-        >>> x = g.input("x", shape=(2,))
-        >>> rows = vectorize(lambda t: [gc.exp(x) * t[0]], [x], [g.constant(np.eye(2))])
-        >>> rows[0].eval({x: np.log([2.0, 3.0])})   # row k: exp(x) * e_k
-        array([[2., 0.],
-               [0., 3.]])
-    """
-    g = like[0].graph
-    m = batches[0].shape[0]
-    with g.scratch():
-        mark = len(g.nodes)
-        stand_ins = [g.input(g.fresh_name(f"vectorize_{k}"), x.shape, x.dtype)
-                     for k, x in enumerate(like)]
-        outs = build(stand_ins)
-        made = [n for n in walk.ancestors(outs) if n.index >= mark and n not in set(stand_ins)]
-    table: dict[Node, tuple[Node, bool]] = {s: (b, True) for s, b in zip(stand_ins, batches)}
-    rebuild_batched(g, made, table, m)
-    result = []
-    for o in outs:
-        node, batched = table.get(o, (o, False))
-        result.append(node if batched else ops.broadcast_to(node, (m, *o.shape)))
-    return result
-
-
-def rebuild_batched(g: Graph, made: list[Node], table: dict, m) -> None:
-    """Rebuild `made` (in topological order) in `g`, each over its inputs' entries in `table`
-    (node -> (its rebuilt node, whether that carries the batch axis of length m)): batched by
-    its op's batching rule where an input is batched, as it was otherwise; fills `table`."""
-    for n in made:
-        if n in table:
-            continue
-        ins = [table.get(x, (x, False)) for x in n.inputs]
-        if isinstance(n.op, Constant):
-            c = g.constant(n.op.value)
-            g.rename(c, n.name)
-            table[n] = (c, False)
-        elif not any(b for _, b in ins):
-            table[n] = (g.apply(n.op, [x for x, _ in ins], name=n.name), False)
-        elif n.op.multi:  # one batched node per output; its views pick theirs
-            outs_k = _batch_multi(n, ins, m)
-            table[n] = (outs_k, True)
-        else:
-            out = _batch(n, ins, m)
-            if not types.shape_eq(out.shape, (m, *n.shape)):
-                raise ShapeError(f"vectorize: the batching rule of {n.op.label()} gave "
-                                 f"{types.fmt_shape(out.shape)}, expected "
-                                 f"{types.fmt_shape((m, *n.shape))}")
-            table[n] = (out, True)
-
-
-def _batch_multi(n: Node, ins: list[tuple[Node, bool]], m: int) -> list[Node]:
-    """A multi-output node batched: one node of shape (m, *output shape) per output, from its
-    op's `batch` hook or, without one, row by row (each output's rows stacked)."""
-    outs = n.op.batch(n, ins, m)
-    if outs is NotImplemented:
-        if not isinstance(m, int):
-            raise GraphError(f"vectorize: op {n.op.label()} has no 'batch' hook and the batch "
-                             f"size {m} is symbolic; define {type(n.op).__name__}.batch")
-        g = n.graph
-        rows = [g.views(g.apply(n.op, [ops.getitem(x, k) if b else x for x, b in ins]))
-                for k in range(m)]
-        outs = [ops.stack(list(col)) for col in zip(*rows)]
-    for k, (o, (shape, _)) in enumerate(zip(outs, output_types(n))):
-        if not types.shape_eq(o.shape, (m, *shape)):
-            raise ShapeError(f"vectorize: the batching rule of {n.op.label()} gave "
-                             f"{types.fmt_shape(o.shape)} for output {k}, expected "
-                             f"{types.fmt_shape((m, *shape))}")
-    return list(outs)
-
-
-def _batch(n: Node, ins: list[tuple[Node, bool]], m: int) -> Node:
-    """`n.op` applied to inputs of which some carry a leading batch axis of length m: the
-    op's own `batch` hook, or where it has none the general rule (broadcasting for an op
-    declared `elementwise`, else row by row)."""
-    out = n.op.batch(n, ins, m)
-    if out is NotImplemented:
-        out = batch_elementwise(n, ins) if n.op.elementwise else batch_by_rows(n, ins, m)
-    return out

@@ -52,7 +52,7 @@ from graphc.ir import exprtext, types
 from graphc.ir.body import BODY, Body
 from graphc.ir.graph import ROLES, Graph, Node
 from graphc.ir.op import OPS, Constant, Input, output_types
-from graphc.ir.params import MAX_INT, kinds_of
+from graphc.ir.params import MAX_INT, Callables, kinds_of
 
 FORMAT = "graphc"
 VERSION = 2  # what save writes; load reads 1 (no inner graphs, no multi-output nodes) and 2
@@ -177,6 +177,8 @@ def _param_to_json(v, n: Node, key: str):
         return {"dim": _dim_to_json(v, n)}
     if isinstance(v, Body):
         return _body_to_json(v)
+    if isinstance(v, Callables):
+        return None  # Python functions (custom derivative rules): a file holds no code
     raise GraphError(f"save: node {n.name!r} parameter {key!r} = {v!r} of type "
                      f"{type(v).__name__} has no JSON form")
 

@@ -31,13 +31,15 @@ from graphc.ir.gcpause import collector_paused
 from graphc.ir.op import TUPLE, Constant, Input, Op, Output, output_types
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONTEXTLIB = contextlib.__file__  # graphc's `with` blocks (built_at) run under its frames
 ROLES = ("forward", "grad")
 
 
 def user_source_line() -> str:
     """`file:line` of the innermost caller outside graphc: the line a user wrote."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+                                 or frame.f_code.co_filename == _CONTEXTLIB):
         frame = frame.f_back
     if frame is None:
         return "<graphc>"

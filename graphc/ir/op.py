@@ -110,9 +110,10 @@ class Op:
     def batch(self, node, ins, m):
         """`node` rebuilt over inputs of which some carry a leading batch axis of length `m`
         (`ins`: one `(node, batched)` pair per input), a node of shape `(m, *node.shape)`:
-        how `jacobian` and `hessian` vectorize. `NotImplemented` (the default) asks the
-        vectorizer for its general rule: an elementwise op broadcasts over the batch axis,
-        any other op runs row by row (correct for every op; m nodes where a rule makes one)."""
+        how `vmap`, `jacobian` and `hessian` vectorize (`m` may be symbolic). `NotImplemented`
+        (the default) asks the vectorizer for its general rule: an elementwise op broadcasts
+        over the batch axis, any other op runs row by row (correct for every op, user ops
+        included; m nodes, or one `row_loop` node, where a rule makes one node do the work)."""
         return NotImplemented
 
     # -- hooks: code emission ---------------------------------------------------------------

@@ -203,6 +203,39 @@ class _TupleOf(Kind):
             self.kind.check(e, f"{where}[{k}]")
 
 
+class Callables:
+    """Python functions an op holds in memory: the rules of `gc.custom_vjp` and
+    `gc.custom_jvp`. Compared and hashed by the functions' identity (so two applications of one
+    custom function merge), shown by `label`. A file holds no code: `gc.save` writes null in
+    their place, and an op loaded without its functions raises, naming the node, when a rule
+    is needed."""
+
+    __slots__ = ("fns", "label")
+
+    def __init__(self, fns, label: str):
+        fns = tuple(fns)
+        if not fns or not all(callable(f) for f in fns):
+            raise GraphError(f"Callables: expected a non-empty tuple of callables, got {fns!r}")
+        self.fns, self.label = fns, str(label)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Callables) and self.fns == other.fns
+
+    def __hash__(self) -> int:
+        return hash(self.fns)
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+class _Callables(Kind):
+    name = "Python functions held in memory (Callables), or None"
+
+    def check(self, v, where):
+        if v is not None and not isinstance(v, Callables):
+            self.fail(v, where)
+
+
 FLAG = _Flag()
 COUNT = _Count()
 POSITIVE = _Positive()
@@ -217,6 +250,8 @@ INDICES = _TupleOf(INDEX)
 COUNTS = _TupleOf(COUNT)
 POSITIVES = _TupleOf(POSITIVE, MAX_RANK)  # per spatial axis: strides, dilations, windows
 PADS = _TupleOf(_TupleOf(COUNT, 2), MAX_RANK)  # per spatial axis: (before, after)
+FLAGS = _TupleOf(FLAG)
+CALLABLES = _Callables()  # never saved: a loaded op gets None
 
 
 def check_size(d, where: str) -> None:

@@ -79,10 +79,34 @@ class MatMul(Op):
         return 2.0 * entries(node.shape) * entries(node.inputs[0].shape[-1:])  # 2mkn
 
     def batch(self, node, ins, m):
-        """Promote 1-D operands to matrices, align the batch axes of the batched operands to
-        the result's (the leading m axis first), multiply, and drop the promoted axes again."""
+        """One product wherever the batch axis can join a matrix axis: a batched left operand
+        times an unbatched matrix is (m * rows, k) @ b, an unbatched left operand times a
+        batched right one is (m * cols, k) @ a^T, two batched vectors are a sum of products.
+        Otherwise (batched matrices on both sides, or batch axes in the unbatched operand):
+        promote 1-D operands to matrices, align the batch axes of the batched operands to the
+        result's (the leading m axis first), multiply, and drop the promoted axes again."""
         (a, a_b), (b, b_b) = ins
         a0, b0 = node.inputs
+        if a_b and not b_b and b0.ndim <= 2:  # (m, ..., r, k) @ (k, n): the rows take m in
+            if a0.ndim == 1:
+                return matmul(a, b)
+            rows = matmul(reshape(a, (-1, a0.shape[-1])), b)
+            return reshape(rows, (m, *node.shape))
+        if b_b and not a_b and b0.ndim <= 2:  # a @ (m, k, c): the columns take m in
+            k = b0.shape[0]
+            c = b0.shape[1] if b0.ndim == 2 else 1
+            one_col = b0.ndim == 1 or (isinstance(c, int) and c == 1)
+            cols = reshape(b, (-1, k)) if one_col else reshape(swapaxes(b, 1, 2), (-1, k))
+            if a0.ndim == 1:  # (m * c,)
+                return reshape(matmul(cols, a), (m, *node.shape))
+            flat = reshape(a, (-1, a0.shape[-1]))  # (..., r, k) -> (P * r, k)
+            prod = matmul(cols, swapaxes(flat, 0, 1))  # (m * c, P * r)
+            if one_col:
+                return reshape(prod, (m, *node.shape))
+            prod = swapaxes(reshape(prod, (m, c, -1)), 1, 2)  # (m, P * r, c)
+            return reshape(prod, (m, *node.shape))
+        if a_b and b_b and a0.ndim == 1 and b0.ndim == 1:
+            return _sum(a * b, axis=-1)
         drop = []
         if a0.ndim == 1:
             a = expand_dims(a, -2)

@@ -195,3 +195,6 @@ from tests.ops.cases_index import NON_DIFFERENTIABLE as _index_NON_DIFFERENTIABL
 
 CASES += _index_CASES
 NON_DIFFERENTIABLE |= _index_NON_DIFFERENTIABLE
+from tests.ops.cases_vmap import CASES as _vmap_CASES  # noqa: E402
+
+CASES += _vmap_CASES
