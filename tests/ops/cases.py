@@ -187,3 +187,8 @@ NON_DIFFERENTIABLE = {
     "not_equal", "stop_gradient", "zeros_like", "ones_like", "one_hot", "count", "eye_like",
 }
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
+
+from tests.ops.cases_elem import CASES as _elem_CASES  # noqa: E402, I001
+CASES += _elem_CASES
+from tests.ops.cases_elem import NON_DIFFERENTIABLE as _elem_NON_DIFFERENTIABLE  # noqa: E402, I001
+NON_DIFFERENTIABLE |= _elem_NON_DIFFERENTIABLE
