@@ -334,7 +334,8 @@ def var(x, axis=None, ddof=0, keepdims=False):
     if isinstance(n, int):  # NumPy: n - ddof <= 0 divides by 0 (inf, or nan for 0/0)
         scale = 1.0 / (n - ddof) if n - ddof > 0 else math.inf
         return total * x.graph.constant(np.asarray(scale, dtype=x.dtype))
-    return total / (build(Count(axes, x.dtype), x) - float(ddof))
+    count = build(Count(axes, x.dtype), x)
+    return total / (count - float(ddof) if ddof else count)
 
 
 @atomic

@@ -13,7 +13,9 @@ import scipy.special
 import sympy
 
 import graphc as gc
+import tests.ops.cases  # noqa: F401 - first: it merges cases_elem into the op table
 from graphc.ops.scan import PermuteAlong, Recurrence
+from tests.ops.cases_elem import CASES as ELEM_CASES
 
 EPS, SIGMA = 0.8, 1.1
 
@@ -138,6 +140,22 @@ def test_lennard_jones_graph_saves_and_loads(tmp_path, rng):
     want = gc.function([X], g.nodes[-1])(x)
     got = gc.function([g2.inputs[0]], g2.nodes[-1])(x)
     np.testing.assert_array_equal(got, want)
+
+
+# -- every case of cases_elem.py: the optimized program computes what the graph as built does --
+@pytest.mark.parametrize("case", ELEM_CASES, ids=[c.id or c.op for c in ELEM_CASES])
+def test_optimized_and_unoptimized_agree_to_second_order(case, rng):
+    g = gc.Graph(case.id)
+    xs = [g.input(f"x{k}", shape=s, dtype=case.dtype) for k, s in enumerate(case.shapes)]
+    out = case.build(*xs)
+    z = gc.sum(out * g.constant(rng.standard_normal(out.shape)))
+    grads = gc.grad(z, xs)
+    second = gc.grad(gc.sum(grads[0] * grads[0]), xs[0])
+    values = [case.sample(rng, k) for k in range(len(xs))]
+    fast = gc.function(xs, [out, *grads, second])(*values)
+    slow = gc.function(xs, [out, *grads, second], optimize=False)(*values)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
 
 
 # -- products with zeros: the gradient is never a division by x -------------------------------
