@@ -447,8 +447,9 @@ def round(x, decimals=0):  # noqa: A001 - the API's name, as in NumPy
         raise ShapeError(f"round: decimals must be an int, got {decimals!r}")
     if decimals == 0:
         return build(Round(), x)
-    scale = 10.0 ** decimals  # as np.round: round(x * 10**d) / 10**d
-    return build(Round(), x * scale) / scale
+    if decimals > 0:  # as np.round: rint(x * 10**d) / 10**d, or rint(x / 10**-d) * 10**-d
+        return build(Round(), x * 10.0**decimals) / 10.0**decimals
+    return build(Round(), x / 10.0**-decimals) * 10.0**-decimals
 
 
 @atomic
@@ -472,9 +473,17 @@ def clip(x, lo, hi):
     g = graph_of(x, lo, hi, caller="clip")
     like = next(v for v in (x, lo, hi) if isinstance(v, Node))
     x = lift(x, g, like)
-    lo = lift(-math.inf if lo is None else lo, g, x)
-    hi = lift(math.inf if hi is None else hi, g, x)
+    lo = lift(_unbounded(x, -1) if lo is None else lo, g, x)
+    hi = lift(_unbounded(x, 1) if hi is None else hi, g, x)
     return g.apply(Clip(), [x, lo, hi])
+
+
+def _unbounded(x, sign: int):
+    """No bound on one side: an infinity, or for integers the dtype's extreme (x stays int)."""
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        return int(info.min if sign < 0 else info.max)
+    return sign * math.inf
 
 
 

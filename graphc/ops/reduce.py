@@ -331,9 +331,8 @@ def var(x, axis=None, ddof=0, keepdims=False):
     deviation = x - mean(x, axes, keepdims=True)
     total = _sum(deviation * deviation, axes, keepdims)
     n = types.size(tuple(x.shape[a] for a in axes))
-    if isinstance(n, int):  # NumPy: n - ddof <= 0 divides by 0 (inf, or nan for 0/0)
-        scale = 1.0 / (n - ddof) if n - ddof > 0 else math.inf
-        return total * x.graph.constant(np.asarray(scale, dtype=x.dtype))
+    if isinstance(n, int):  # as NumPy: divided by max(n - ddof, 0) (inf, or nan for 0/0)
+        return total / x.graph.constant(np.asarray(builtins.max(n - ddof, 0), dtype=x.dtype))
     count = build(Count(axes, x.dtype), x)
     return total / (count - float(ddof) if ddof else count)
 

@@ -241,6 +241,14 @@ def test_clip_sends_the_gradient_to_what_the_result_equals():
     np.testing.assert_array_equal(vals[1] + vals[2] + vals[3], np.ones(5))
 
 
+def test_clip_with_one_bound_keeps_integers_integer():
+    g = gc.Graph()
+    k = g.input("k", shape=(3,), dtype="int32")
+    for y, want in [(gc.clip(k, None, 3), [1, 3, -9]), (gc.clip(k, 0, None), [1, 5, 0])]:
+        assert y.dtype == np.int32
+        np.testing.assert_array_equal(y.eval({k: np.array([1, 5, -9], np.int32)}), want)
+
+
 def test_mod_derivatives_away_from_the_jumps(rng):
     x = np.array([2.3, -2.3, 0.4, 5.1])
     y = np.array([0.7, 0.7, -0.9, -2.0])
@@ -276,6 +284,7 @@ NO_GRADIENT = [
     ("ceil", lambda x: gc.ceil(x), np.ceil),
     ("round", lambda x: gc.round(x), np.round),
     ("round2", lambda x: gc.round(x * 10.0, 2), lambda v: np.round(v * 10.0, 2)),
+    ("round-1", lambda x: gc.round(x * 100.0, -1), lambda v: np.round(v * 100.0, -1)),
     ("argmax", lambda x: gc.argmax(x), np.argmax),
     ("argmax1", lambda x: gc.argmax(x, axis=1, keepdims=True),
      lambda v: np.argmax(v, 1, keepdims=True)),
@@ -338,6 +347,19 @@ def test_constants_with_symbolic_sizes_resolve_per_call():
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
+
+
+def test_constants_with_symbolic_sizes_save_and_load(tmp_path):
+    g = gc.Graph()
+    X = g.input("X", shape=("n",))
+    y = (X * g.arange("n") + g.linspace(0.0, 2.0, "n") + g.full(("n",), 0.5)
+         + gc.sum(g.eye("n", 3, k=-1), axis=1)[0] + g.ones(("n",), "int8"))
+    g2 = gc.load(gc.save(g, tmp_path / "c.json"))
+    assert [n.op for n in g2.nodes] == [n.op for n in g.nodes]
+    x = np.arange(5.0)
+    want = x * np.arange(5) + np.linspace(0, 2, 5) + 0.5 + np.eye(5, 3, -1).sum(1)[0] + 1
+    np.testing.assert_array_equal(gc.function([g2.inputs[0]], g2.nodes[-1])(x), want)
+    np.testing.assert_array_equal(y.eval({X: x}), want)
 
 
 def test_static_constants_match_numpy_and_fold():
