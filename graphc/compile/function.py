@@ -72,6 +72,7 @@ class Function:
         codegen.get_backend(backend)  # an unknown name fails here, before any work
         self.backend = backend
         self._compiled = compile_graph(in_list, out_list, optimize, check_finite, backend)
+        _check_sizes_bound(self.inputs, self._compiled.symbolic)
         self.graph: Graph = self._compiled.graph
         self.schedule: Schedule = self._compiled.schedule
         self._fn = self._compiled.program.fn
@@ -167,6 +168,19 @@ class Function:
             while len(self._resolved) > RESOLVED_SIZE:
                 self._resolved.popitem(last=False)
         return ops
+
+
+def _check_sizes_bound(inputs, symbolic) -> None:
+    """Every symbolic size of a step's parameters (`g.zeros(("n", 3))`) must be bound by the
+    shape of an input, else no call could resolve it: a GraphError naming the node."""
+    bound = types.free_symbols(tuple(tuple(n.shape) for n in inputs))
+    for n in sorted(symbolic, key=lambda n: n.index):
+        loose = n.op.free_symbols() - bound
+        if loose:
+            names = ", ".join(sorted(map(str, loose)))
+            raise GraphError(f"function: node {n.name!r} ({n.op.label()}, built at {n.source}) "
+                             f"has the symbolic size {names}, which no input's shape binds; "
+                             "give an input that dimension, or use a number")
 
 
 _NO_OPS: dict = {}  # `_ops` of a checked call to a function without symbolic parameters

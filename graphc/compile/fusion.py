@@ -261,7 +261,7 @@ def kernel_source(g: Group) -> str:
     idx = ", ".join(f"i{k}" for k in range(len(shape)))
     args = [f"a{k}" for k in range(len(g.inputs))]
     var: dict[Node, str] = {}
-    lines = ["import numpy as np", "import numba", "",
+    lines = ["import math", "import numpy as np", "import numba", "",  # math: erf, erfc
              "@numba.njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel({', '.join(args)}):"]
     out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}

@@ -506,6 +506,56 @@ class Graph:
                     dg.add_edge(x.name, n.name, position=[pos])
         return dg
 
+    # -- constants of a shape, symbolic sizes too (zeros ones full eye arange linspace) ------
+    # The op library (graphc/ops/creation.py) registers the builders in `creators`, since the
+    # IR imports nothing above itself; `g.zeros(...)` is `gc.zeros(..., like=<a node of g>)`.
+    creators: dict[str, Callable] = {}
+
+    def _create(self, name: str, *args, **kwargs) -> Node:
+        make = Graph.creators.get(name)
+        if make is None:
+            raise GraphError(f"Graph.{name} needs the op library: `import graphc` registers it")
+        return make(self, *args, **kwargs)
+
+    def zeros(self, shape, dtype="float64") -> Node:
+        """Zeros of `shape`; a str entry is a symbolic size, bound when a function runs.
+
+        Examples:
+            >>> import numpy as np, graphc as gc
+            >>> g = gc.Graph()
+            >>> x = g.input("x", shape=("n",))
+            >>> (x + g.zeros("n")).eval({x: np.arange(3.0)})
+            array([0., 1., 2.])
+        """
+        return self._create("zeros", shape, dtype)
+
+    def ones(self, shape, dtype="float64") -> Node:
+        """Ones of `shape` (str entries are symbolic sizes)."""
+        return self._create("ones", shape, dtype)
+
+    def full(self, shape, fill_value, dtype=None) -> Node:
+        """`fill_value` in every entry of `shape` (str entries are symbolic sizes)."""
+        return self._create("full", shape, fill_value, dtype)
+
+    def eye(self, N, M=None, k=0, dtype="float64") -> Node:
+        """The N x M identity, ones on diagonal `k` (a str size is symbolic)."""
+        return self._create("eye", N, M, k, dtype)
+
+    def arange(self, start, stop=None, step=1, dtype=None) -> Node:
+        """np.arange's values; `g.arange("n")` is 0 .. n - 1 for a symbolic size n.
+
+        Examples:
+            >>> import graphc as gc
+            >>> g = gc.Graph()
+            >>> g.arange(1.0, 2.0, 0.25).eval()
+            array([1.  , 1.25, 1.5 , 1.75])
+        """
+        return self._create("arange", start, stop, step, dtype)
+
+    def linspace(self, start, stop, num=50, endpoint=True, dtype=None) -> Node:
+        """`num` evenly spaced values from start to stop (`num` may be a symbolic size)."""
+        return self._create("linspace", start, stop, num, endpoint, dtype)
+
 
 class _RoleBlock:
     """The `with` block of `Graph.role` (a class: cheaper to enter than a generator)."""

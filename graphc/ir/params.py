@@ -15,14 +15,16 @@ A field declares its kind with `param`:
         keepdims: bool = param(FLAG, False)
 
 Each kind's `check` returns nothing and raises `GraphError` naming the op, the parameter, what
-it expects and what came. Kinds accept only plain Python values (`int`, `bool`, `tuple`,
-`slice`, `None`, `Ellipsis`, `numpy.dtype`, `sympy.Expr` for symbolic sizes): never text,
-so no parameter can carry code into a label, a comment or generated source.
+it expects and what came. Kinds accept only plain Python values (`int`, `bool`, finite
+`float`, `tuple`, `slice`, `None`, `Ellipsis`, `numpy.dtype`, `sympy.Expr` for symbolic
+sizes): never text, so no parameter can carry code into a label, a comment or generated
+source.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import sympy
@@ -234,6 +236,44 @@ class _Callables(Kind):
     def check(self, v, where):
         if v is not None and not isinstance(v, Callables):
             self.fail(v, where)
+class _Int(Kind):
+    """An int of either sign (an offset, a shift, a diagonal)."""
+
+    name = f"an int from {-MAX_INT} to {MAX_INT}"
+
+    def check(self, v, where):
+        if not is_int(v) or not -MAX_INT <= v <= MAX_INT:
+            self.fail(v, where)
+
+
+class _Number(Kind):
+    """A finite Python number (a fill value, a bound), or with `sizes` also a symbolic size
+    (arange's stop): never a NumPy scalar or text, so a file holds what a builder made."""
+
+    def __init__(self, sizes: bool = False):
+        self.sizes = sizes
+        self.name = "a finite bool, int or float" + (" or a symbolic size" if sizes else "")
+
+    def check(self, v, where):
+        if self.sizes and isinstance(v, sympy.Expr):
+            check_size(v, where)
+            return
+        if type(v) not in (bool, int, float) or (type(v) is int and not -MAX_INT <= v <= MAX_INT):
+            self.fail(v, where)
+        if type(v) is float and not math.isfinite(v):
+            self.fail(v, where)
+
+
+class _Pair(Kind):
+    """Two counts (pad's widths before and after an axis)."""
+
+    name = "a pair of ints from 0 to " + str(MAX_INT)
+
+    def check(self, v, where):
+        if type(v) is not tuple or len(v) != 2:
+            self.fail(v, where)
+        for e in v:
+            COUNT.check(e, where)
 
 
 FLAG = _Flag()
@@ -252,6 +292,11 @@ POSITIVES = _TupleOf(POSITIVE, MAX_RANK)  # per spatial axis: strides, dilations
 PADS = _TupleOf(_TupleOf(COUNT, 2), MAX_RANK)  # per spatial axis: (before, after)
 FLAGS = _TupleOf(FLAG)
 CALLABLES = _Callables()  # never saved: a loaded op gets None
+INT = _Int()
+INTS = _TupleOf(INT, MAX_RANK)
+NUMBER = _Number()
+NUMBER_OR_SIZE = _Number(sizes=True)
+PAIRS = _TupleOf(_Pair(), MAX_RANK)
 
 
 def check_size(d, where: str) -> None:

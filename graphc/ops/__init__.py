@@ -1,34 +1,58 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
 from graphc.ops import numpy_dispatch, operators, scatter  # noqa: F401 - scatter: its op
+from graphc.ops.arrange import flip, meshgrid, moveaxis, pad, repeat, roll, tile, tril, triu
 from graphc.ops.conv import avg_pool, conv, max_pool
+from graphc.ops.creation import arange, eye, full, linspace, ones, zeros
 from graphc.ops.elementwise import (
     abs,
     add,
     add_n,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
     cast,
+    ceil,
+    clip,
     cos,
+    cosh,
     div,
     equal,
+    erf,
+    erfc,
     exp,
+    exp2,
     expm1,
+    floor,
     greater,
     greater_equal,
+    hypot,
     less,
     less_equal,
     log,
     log1p,
+    log2,
+    log10,
+    logaddexp,
     maximum,
     minimum,
+    mod,
     mul,
     neg,
     not_equal,
     ones_like,
     pow,
+    reciprocal,
     relu,
+    round,
     sigmoid,
     sign,
     sin,
+    sinh,
     softplus,
     sqrt,
     square,
@@ -42,7 +66,21 @@ from graphc.ops.elementwise import (
 from graphc.ops.indexing import getitem, segment_sum, take, take_along_axis  # x[...]
 from graphc.ops.linalg import diag, dot, matmul, outer, trace
 from graphc.ops.nn import log_softmax, logsumexp, one_hot, softmax, softmax_cross_entropy
-from graphc.ops.reduce import max, mean, min, sum, sum_to
+from graphc.ops.reduce import (
+    all,
+    any,
+    argmax,
+    argmin,
+    max,
+    mean,
+    min,
+    prod,
+    std,
+    sum,
+    sum_to,
+    var,
+)
+from graphc.ops.scan import argsort, cumprod, cumsum, sort
 from graphc.ops.shape import (
     broadcast_to,
     concatenate,
@@ -69,4 +107,10 @@ __all__ = [
     "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
     "avg_pool", "conv", "max_pool",
     "segment_sum", "take", "take_along_axis",
+    # more elementwise, reductions, scans, shape ops and constants (issue 15)
+    "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "ceil", "clip",
+    "cosh", "erf", "erfc", "exp2", "floor", "hypot", "log2", "log10", "logaddexp", "mod",
+    "reciprocal", "round", "sinh", "all", "any", "argmax", "argmin", "prod", "std", "var",
+    "argsort", "cumprod", "cumsum", "sort", "flip", "meshgrid", "moveaxis", "pad", "repeat",
+    "roll", "tile", "tril", "triu", "arange", "eye", "full", "linspace", "ones", "zeros",
 ]

@@ -2,20 +2,24 @@
 
 Conventions at points where the derivative does not exist (documented in docs/ops.md):
 relu'(0) = 0, abs'(0) = sign(0) = 0, sign' = 0, maximum/minimum split a tie 1/2 : 1/2,
-d(x**y)/dy uses log(x) for x > 0 and 0 elsewhere.
+d(x**y)/dy uses log(x) for x > 0 and 0 elsewhere; floor, ceil and round let no gradient
+through (their derivative is 0 wherever it exists); d mod(x, y) = (1, -floor(x / y)); clip's
+gradient goes to x strictly inside (lo, hi) and to the bound whose value the result takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import numpy as np
 import scipy.special
 import sympy
 
-from graphc.errors import ShapeError
+from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
+from graphc.ir.graph import Node
 from graphc.ir.op import Op, register
 from graphc.ir.params import DTYPE, param
 from graphc.ops import symbolic
@@ -76,6 +80,69 @@ Relu = E("relu", lambda x: np.maximum(x, 0), [lambda x, y: cast(x > 0, y.dtype)]
          scalar="np.maximum({0}, 0.0)", ufunc=np.maximum, ufunc_operands="{0}, {zero}")
 
 
+# -- more unary: inverse trigonometric and hyperbolic, error function, bases 2 and 10 -------
+# Domains: arcsin, arccos, arctanh on [-1, 1] (derivative infinite at the ends), arccosh on
+# [1, inf) (infinite at 1), log2 and log10 on x > 0; outside, NaN as in NumPy. Each rule is
+# written in the form that keeps its precision near the ends: (1 - x)(1 + x), not 1 - x**2.
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+Arcsin = E("arcsin", np.arcsin, [lambda x, y: 1.0 / sqrt((1.0 - x) * (1.0 + x))],
+           "Inverse sine; arcsin' = 1/sqrt(1 - x**2), infinite at -1 and 1.",
+           formula=sympy.asin, scalar="np.arcsin({0})")
+Arccos = E("arccos", np.arccos, [lambda x, y: -1.0 / sqrt((1.0 - x) * (1.0 + x))],
+           "Inverse cosine; arccos' = -1/sqrt(1 - x**2), infinite at -1 and 1.",
+           formula=sympy.acos, scalar="np.arccos({0})")
+Arctan = E("arctan", np.arctan, [lambda x, y: 1.0 / (1.0 + square(x))],
+           "Inverse tangent; arctan' = 1/(1 + x**2).", formula=sympy.atan,
+           scalar="np.arctan({0})", bounded=True)
+Sinh = E("sinh", np.sinh, [lambda x, y: cosh(x)], "Hyperbolic sine; sinh' = cosh.",
+         formula=sympy.sinh, scalar="np.sinh({0})")
+Cosh = E("cosh", np.cosh, [lambda x, y: sinh(x)], "Hyperbolic cosine; cosh' = sinh.",
+         formula=sympy.cosh, scalar="np.cosh({0})")
+Arcsinh = E("arcsinh", np.arcsinh, [lambda x, y: 1.0 / hypot(x, 1.0)],
+            "Inverse hyperbolic sine; arcsinh' = 1/sqrt(x**2 + 1) (as a hypot: no overflow).",
+            formula=sympy.asinh, scalar="np.arcsinh({0})")
+Arccosh = E("arccosh", np.arccosh, [lambda x, y: 1.0 / sqrt((x - 1.0) * (x + 1.0))],
+            "Inverse hyperbolic cosine; domain x >= 1, derivative infinite at 1.",
+            formula=sympy.acosh, scalar="np.arccosh({0})")
+Arctanh = E("arctanh", np.arctanh, [lambda x, y: 1.0 / ((1.0 - x) * (1.0 + x))],
+            "Inverse hyperbolic tangent; domain (-1, 1), arctanh' = 1/(1 - x**2).",
+            formula=sympy.atanh, scalar="np.arctanh({0})")
+Erf = E("erf", scipy.special.erf, [lambda x, y: _TWO_OVER_SQRT_PI * exp(-square(x))],
+        "Error function (SciPy's ufunc; math.erf in a kernel); erf' = 2/sqrt(pi) e**-x**2.",
+        formula=sympy.erf, scalar="math.erf({0})", bounded=True, finite_preserving=True)
+Erfc = E("erfc", scipy.special.erfc, [lambda x, y: -_TWO_OVER_SQRT_PI * exp(-square(x))],
+         "1 - erf(x), accurate where erf is near 1; erfc' = -2/sqrt(pi) e**-x**2.",
+         formula=sympy.erfc, scalar="math.erfc({0})", bounded=True, finite_preserving=True)
+Log2 = E("log2", np.log2, [lambda x, y: (1.0 / _LN2) / x], "Base-2 log; domain x > 0.",
+         formula=lambda x: sympy.log(x, 2), scalar="np.log2({0})")
+Log10 = E("log10", np.log10, [lambda x, y: (1.0 / _LN10) / x], "Base-10 log; domain x > 0.",
+          formula=lambda x: sympy.log(x, 10), scalar="np.log10({0})")
+Exp2 = E("exp2", np.exp2, [lambda x, y: y * _LN2], "2**x; its derivative reuses the output.",
+         formula=lambda x: sympy.Integer(2) ** x, scalar="np.exp2({0})")
+Reciprocal = E("reciprocal", np.reciprocal, [lambda x, y: -square(y)],
+               "1/x (integers are made float first); reciprocal' = -1/x**2 = -y**2.",
+               formula=lambda x: 1 / x, scalar="1.0 / {0}")
+# Rounding: piecewise constant, so no gradient flows (the derivative is 0 wherever it exists,
+# as for sign); round is NumPy's: halves to even (np.rint).
+Floor = E("floor", np.floor, [None], "Largest integer <= x; derivative 0 where it exists.",
+          formula=sympy.floor, scalar="np.floor({0})", finite_preserving=True)
+Ceil = E("ceil", np.ceil, [None], "Smallest integer >= x; derivative 0 where it exists.",
+         formula=sympy.ceiling, scalar="np.ceil({0})", finite_preserving=True)
+
+
+def _round_half_even(x):
+    """NumPy's rounding (halves to even) in sympy: floor(x + 1/2), less one at an odd tie."""
+    r = sympy.floor(x + sympy.S.Half)
+    tie = sympy.And(sympy.Eq(x + sympy.S.Half, r), sympy.Eq(sympy.Mod(r, 2), 1))
+    return sympy.Piecewise((r - 1, tie), (r, True))
+
+
+Round = E("round", np.rint, [None], "Nearest integer, halves to even (np.rint); derivative 0.",
+          formula=_round_half_even, scalar="np.rint({0})", finite_preserving=True)
+
+
 # -- binary --------------------------------------------------------------------------------
 def _tie(x, y, strict_wins):
     """Derivative of maximum/minimum for the first argument: 1 where it wins, 1/2 at ties."""
@@ -103,6 +170,48 @@ Minimum = E("minimum", np.minimum,
             [lambda x, y, o: _tie(x, y, x < y), lambda x, y, o: _tie(y, x, y < x)],
             "Elementwise min; a tie sends half the gradient to each side.", 2,
             formula=sympy.Min, scalar="np.minimum({0}, {1})", commutative=True)
+
+Arctan2 = E("arctan2", np.arctan2,
+            [lambda y, x, o: x / (square(x) + square(y)),
+             lambda y, x, o: -y / (square(x) + square(y))],
+            "Angle of the point (x, y), arctan2(y, x) in (-pi, pi]; its gradient is NaN at the "
+            "origin (0/0).", 2, formula=sympy.atan2, scalar="np.arctan2({0}, {1})", bounded=True)
+Hypot = E("hypot", np.hypot, [lambda x, y, o: x / o, lambda x, y, o: y / o],
+          "sqrt(x**2 + y**2) without overflow; its gradient is NaN at the origin (0/0).", 2,
+          formula=lambda x, y: sympy.sqrt(x**2 + y**2), scalar="np.hypot({0}, {1})",
+          commutative=True)
+Logaddexp = E("logaddexp", np.logaddexp,
+              [lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o)],
+              "log(e**x + e**y), stable; the derivatives are softmax weights, from the output.",
+              2, formula=lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y)),
+              scalar="np.logaddexp({0}, {1})", commutative=True)
+Mod = E("mod", np.mod, [lambda x, y, o: ONE, lambda x, y, o: -floor(x / y)],
+        "x - y floor(x / y), the sign of y (NumPy's mod, Python's %); d/dx = 1, "
+        "d/dy = -floor(x / y) (away from the jumps, where x / y is an integer).", 2,
+        formula=sympy.Mod, scalar="np.remainder({0}, {1})")
+
+
+def _inside(x, lo, hi, o):
+    """d clip / dx: 1 strictly inside (lo, hi), else 0."""
+    return where(x > lo, cast(x < hi, o.dtype), 0.0)
+
+
+def _at_lo(x, lo, hi, o):
+    """d clip / dlo: 1 where the result is lo (x <= lo < hi)."""
+    return where(x <= lo, cast(lo < hi, o.dtype), 0.0)
+
+
+def _at_hi(x, lo, hi, o):
+    """d clip / dhi: 1 where the result is hi (max(x, lo) >= hi)."""
+    return cast(maximum(x, lo) >= hi, o.dtype)
+
+
+Clip = E("clip", np.clip, [_inside, _at_lo, _at_hi],
+         "min(max(x, lo), hi) as np.clip (hi wins where lo > hi); the gradient goes to x "
+         "strictly inside (lo, hi) and to the bound the result equals, so it sums to 1.", 3,
+         formula=lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
+         scalar="np.minimum(np.maximum({0}, {1}), {2})", finite_preserving=True)
+
 
 # Comparisons give boolean nodes through which no gradient flows.
 Less = E("less", np.less, [], "x < y, boolean.", 2, formula=sympy.Lt)
@@ -286,6 +395,96 @@ def not_equal(x, y): return build(NotEqual(), x, y)
 def stop_gradient(x): return build(StopGradient(), x)
 def zeros_like(x): return build(ZerosLike(), x)
 def ones_like(x): return build(OnesLike(), x)
+
+def arcsin(x): return build(Arcsin(), x)
+def arccos(x): return build(Arccos(), x)
+def arctan(x): return build(Arctan(), x)
+def arctan2(y, x): return build(Arctan2(), y, x)
+def sinh(x): return build(Sinh(), x)
+def cosh(x): return build(Cosh(), x)
+def arcsinh(x): return build(Arcsinh(), x)
+def arccosh(x): return build(Arccosh(), x)
+def arctanh(x): return build(Arctanh(), x)
+def erf(x): return build(Erf(), x)
+def erfc(x): return build(Erfc(), x)
+def log2(x): return build(Log2(), x)
+def log10(x): return build(Log10(), x)
+def exp2(x): return build(Exp2(), x)
+def hypot(x, y): return build(Hypot(), x, y)
+def logaddexp(x, y): return build(Logaddexp(), x, y)
+def floor(x): return build(Floor(), x)
+def ceil(x): return build(Ceil(), x)
+def mod(x, y): return build(Mod(), x, y)
+
+
+@atomic
+def reciprocal(x):
+    """1 / x; an integer input is made float64 first (NumPy's integer reciprocal truncates).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(2,))
+        >>> gc.reciprocal(x).eval({x: np.array([2.0, -4.0])})
+        array([ 0.5 , -0.25])
+    """
+    x = lift(x, graph_of(x, caller="reciprocal"))
+    return build(Reciprocal(), x if types.is_float(x.dtype) else cast(x, np.float64))
+
+
+@atomic
+def round(x, decimals=0):  # noqa: A001 - the API's name, as in NumPy
+    """Round to `decimals` places, halves to even (np.round); no gradient flows through it.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(4,))
+        >>> gc.round(x).eval({x: np.array([0.5, 1.5, 2.5, -1.7])})
+        array([ 0.,  2.,  2., -2.])
+    """
+    if type(decimals) is not int:
+        raise ShapeError(f"round: decimals must be an int, got {decimals!r}")
+    if decimals == 0:
+        return build(Round(), x)
+    if decimals > 0:  # as np.round: rint(x * 10**d) / 10**d, or rint(x / 10**-d) * 10**-d
+        return build(Round(), x * 10.0**decimals) / 10.0**decimals
+    return build(Round(), x / 10.0**-decimals) * 10.0**-decimals
+
+
+@atomic
+def clip(x, lo, hi):
+    """`x` limited to [lo, hi] entry by entry; `lo` and `hi` are numbers or nodes that broadcast
+    (None: no bound on that side). The gradient goes to x strictly inside (lo, hi) and to the
+    bound the result equals (at x == lo, lo's; where lo >= hi, hi's), as docs/ops.md says.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(4,))
+        >>> y = gc.clip(x, -1.0, 1.0)
+        >>> y.eval({x: np.array([-3.0, -1.0, 0.5, 2.0])})
+        array([-1. , -1. ,  0.5,  1. ])
+        >>> gc.grad(y.sum(), x).eval({x: np.array([-3.0, -1.0, 0.5, 2.0])})
+        array([0., 0., 1., 0.])
+    """
+    if lo is None and hi is None:
+        raise GraphError("clip: lo and hi cannot both be None")
+    g = graph_of(x, lo, hi, caller="clip")
+    like = next(v for v in (x, lo, hi) if isinstance(v, Node))
+    x = lift(x, g, like)
+    lo = lift(_unbounded(x, -1) if lo is None else lo, g, x)
+    hi = lift(_unbounded(x, 1) if hi is None else hi, g, x)
+    return g.apply(Clip(), [x, lo, hi])
+
+
+def _unbounded(x, sign: int):
+    """No bound on one side: an infinity, or for integers the dtype's extreme (x stays int)."""
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        return int(info.min if sign < 0 else info.max)
+    return sign * math.inf
+
 
 
 @atomic

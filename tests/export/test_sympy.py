@@ -169,6 +169,10 @@ FROM_SYMPY = [
     sympy.Piecewise((u, u > v), (v * w, sympy.And(u < 0, w >= 0)), (w, True)),
     sympy.Piecewise((1, sympy.Or(u <= 0, sympy.Eq(v, w))), (2, sympy.Ne(u, v)), (3, True)),
     sympy.Piecewise((u, sympy.Not(sympy.And(u > 0, v > 1))), (v, True)),
+    # issue 15: functions with graphc ops of their own
+    sympy.asin(u / 3), sympy.acos(u / 3), sympy.atan(u), sympy.atan2(u, v), sympy.erf(u),
+    sympy.erfc(u), sympy.floor(u * 1.5), sympy.ceiling(u * 1.5), sympy.Mod(u, v),
+    sympy.Mod(w, -v),
 ]
 
 
@@ -181,7 +185,7 @@ def test_from_sympy_matches_lambdify(expr, rng):
     vals = [np.concatenate([[0.0, 1.0, -1.0], rng.uniform(-2, 2, 6)]),
             np.concatenate([[1.5, 2.0, 1.0], rng.uniform(0.5, 2, 6)]),
             np.concatenate([[1.5, 1.0, 1.0], rng.uniform(-2, 2, 6)])]
-    want = sympy.lambdify([u, v, w], expr, "numpy")(*vals)
+    want = sympy.lambdify([u, v, w], expr, ["scipy", "numpy"])(*vals)  # scipy: erf
     got = y.eval(dict(zip(nodes.values(), vals)))
     np.testing.assert_allclose(got, np.broadcast_to(want, (9,)), rtol=1e-12, atol=1e-12)
 
@@ -261,17 +265,17 @@ def test_unsupported_function_is_a_clear_error_and_leaves_the_graph():
     g = gc.Graph()
     x = g.input("x")
     before = list(g.nodes)
-    with pytest.raises(gc.GraphError, match=r"erf\(u\) \(erf\) has no graphc op.*elementwise"):
-        gc.from_sympy(sympy.sin(u) + sympy.erf(u), g, {u: x})
+    with pytest.raises(gc.GraphError, match=r"gamma\(u\) \(gamma\) has no graphc op.*elementwise"):
+        gc.from_sympy(sympy.sin(u) + sympy.gamma(u), g, {u: x})
     assert len(g.nodes) == len(before)
     for bad, pattern in [(sympy.Inverse(C), "inverses do not"), (sympy.I * u, "no graphc op"),
                          (C**-1, "positive integer"), (sympy.Heaviside(u, sympy.nan), "at 0"),
-                         (sympy.atan(u), "atan")]:
+                         (sympy.loggamma(u), "loggamma")]:
         with pytest.raises(gc.GraphError, match=pattern):
             gc.from_sympy(bad, g, {u: x, C: g.input(f"C{len(g.nodes)}", shape=(3, 3))})
-    erf = gc.elementwise("test_erf", sympy.erf(u), [u])
-    y = gc.from_sympy(sympy.sin(u) + sympy.erf(u), g, {u: x}, functions={sympy.erf: erf})
-    np.testing.assert_allclose(y.eval({x: 0.5}), np.sin(0.5) + 0.5204998778130465)
+    gamma = gc.elementwise("test_gamma", sympy.gamma(u), [u])
+    y = gc.from_sympy(sympy.sin(u) + sympy.gamma(u), g, {u: x}, functions={sympy.gamma: gamma})
+    np.testing.assert_allclose(y.eval({x: 0.5}), np.sin(0.5) + 1.7724538509055159)
 
 
 def test_symbol_errors():

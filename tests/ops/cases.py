@@ -198,3 +198,7 @@ NON_DIFFERENTIABLE |= _index_NON_DIFFERENTIABLE
 from tests.ops.cases_vmap import CASES as _vmap_CASES  # noqa: E402
 
 CASES += _vmap_CASES
+from tests.ops.cases_elem import CASES as _elem_CASES  # noqa: E402, I001
+CASES += _elem_CASES
+from tests.ops.cases_elem import NON_DIFFERENTIABLE as _elem_NON_DIFFERENTIABLE  # noqa: E402, I001
+NON_DIFFERENTIABLE |= _elem_NON_DIFFERENTIABLE

@@ -29,15 +29,29 @@ def test_flags_declared_on_the_op_classes():
     """The sets the string-keyed tables held (rewrite/algebra.py, fold.py, patterns.py and
     export/dot.py before issue 13) are now the ops' own flags, unchanged."""
     assert flagged("bounded") == {"tanh", "sigmoid", "sin", "cos", "sign", "softmax",
-                                  "one_hot", "eye_like", "zeros_like", "ones_like"}
+                                  "one_hot", "eye_like", "zeros_like", "ones_like",
+                                  # issue 15
+                                  "arctan", "arctan2", "erf", "erfc", "zeros", "ones", "full",
+                                  "eye"}
     assert flagged("finite_preserving") == {"neg", "abs", "where", "cast", "broadcast_to",
                                             "reshape", "transpose", "expand_dims", "squeeze",
-                                            "getitem"}
-    assert flagged("shape_only") == {"zeros_like", "ones_like", "eye_like", "count"}
+                                            "getitem",
+                                            # issue 15
+                                            "erf", "erfc", "floor", "ceil", "round", "clip",
+                                            "pad", "tile", "repeat", "flip", "roll", "triu",
+                                            "tril", "sort", "permute_along", "zeros", "ones",
+                                            "full", "eye", "arange", "linspace"}
+    assert flagged("shape_only") == {"zeros_like", "ones_like", "eye_like", "count",
+                                     # issue 15: constants made from a shape
+                                     "zeros", "ones", "full", "eye", "arange", "linspace"}
     assert flagged("rearranges") == {"broadcast_to", "reshape", "expand_dims", "squeeze",
-                                     "transpose"}
+                                     "transpose",
+                                     # issue 15
+                                     "tile", "repeat", "flip", "roll", "sort", "permute_along"}
     assert flagged("commutative") == {"add", "mul", "maximum", "minimum", "equal",
-                                      "not_equal", "add_n"}
+                                      "not_equal", "add_n",
+                                      # issue 15
+                                      "hypot", "logaddexp"}
     assert flagged("pure") == set(builtin_ops())
     assert {"add", "sub", "neg", "sum", "reshape", "getitem", "add_n", "concatenate",
             "scatter_index", "scatter_add"} <= flagged("linear")
@@ -48,7 +62,8 @@ def test_every_builtin_op_batches_by_its_own_rule():
     """No built-in op falls back to running row by row in jacobian and hessian."""
     loose = {name for name, cls in builtin_ops().items()
              if not (has_hook(cls, "batch") or cls.elementwise)}
-    assert loose == {"input", "constant"}  # leaves: never batched
+    assert loose == {"input", "constant",  # leaves: never batched
+                     "zeros", "ones", "full", "eye", "arange", "linspace"}  # made from a shape
 
 
 def test_rewrite_rules_name_their_ops_by_class():
