@@ -31,6 +31,7 @@ from graphc.ops import (
     diag,
     div,
     dot,
+    einsum,
     equal,
     exp,
     expand_dims,
@@ -77,6 +78,7 @@ from graphc.ops import (
     swapaxes,
     tan,
     tanh,
+    tensordot,
     trace,
     transpose,
     where,
@@ -100,4 +102,5 @@ __all__ = [
     "swapaxes", "remat", "tan", "tanh", "trace", "transpose", "where", "zeros_like", "linalg",
     "jvp", "hvp", "jacobian", "hessian", "hessian_operator", "objective", "Objective",
     "elementwise", "apply", "to_sympy", "from_sympy",
+    "einsum", "tensordot",
 ]

@@ -1,6 +1,8 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
-from graphc.ops import operators, scatter  # noqa: F401 - scatter registers scatter_add
+# scatter registers scatter_add; factor and spectral register gc.linalg's ops
+from graphc.ops import factor, operators, scatter, spectral  # noqa: F401
+from graphc.ops.einsum import einsum, tensordot
 from graphc.ops.elementwise import (
     abs,
     add,
@@ -64,5 +66,6 @@ __all__ = [
     "stop_gradient", "sub", "tan", "tanh", "where", "zeros_like", "diag", "dot", "matmul",
     "outer", "trace", "log_softmax", "logsumexp", "one_hot", "softmax", "softmax_cross_entropy",
     "max", "mean", "min", "sum", "sum_to", "broadcast_to", "concatenate", "expand_dims",
-    "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose",
+    "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose", "einsum",
+    "tensordot",
 ]
