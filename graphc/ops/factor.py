@@ -26,7 +26,7 @@ from graphc.ir import types
 from graphc.ir.op import Op, entries, register
 from graphc.ir.params import AXES, FLAG, param
 from graphc.ops import symbolic
-from graphc.ops.base import all_batched, as_float_dtype, build
+from graphc.ops.base import as_float_dtype, build
 from graphc.ops.einsum import trace
 from graphc.ops.elementwise import equal, where
 from graphc.ops.linalg import inv, matmul
@@ -335,7 +335,7 @@ class CholeskyGrad(Op):
         return sym(first - matmul(out, dl_linv) * 2.0)
 
     def batch(self, node, ins, m):
-        low, lbar = all_batched(ins, m)
+        low, lbar = (_pad_batch(x, node.ndim - 2) if b else x for x, b in ins)
         return build(self, low, lbar)
 
     def sympy(self, node, low, lbar):
@@ -517,6 +517,7 @@ class ChoSolve(Op):
         bbar = apply_to(self, c, g, vec)
         if i == 1:
             return bbar
+        c = tril(c)  # only the lower triangle is read: the rule must not see the rest
         if vec:  # x^T C and b_bar^T C as vectors: C^T x, C^T b_bar
             return -tril(outer(bbar, mv(mT(c), out)) + outer(out, mv(mT(c), bbar)))
         return -tril(matmul(bbar, matmul(mT(out), c)) + matmul(out, matmul(mT(bbar), c)))

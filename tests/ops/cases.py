@@ -187,3 +187,9 @@ NON_DIFFERENTIABLE = {
     "not_equal", "stop_gradient", "zeros_like", "ones_like", "one_hot", "count", "eye_like",
 }
 EXERCISED_ELSEWHERE = {"count": "mean over a symbolic axis (tests/ops/test_symbolic.py)"}
+
+from tests.ops.cases_linalg import CASES as _linalg_CASES  # noqa: E402
+from tests.ops.cases_linalg import NON_DIFFERENTIABLE as _linalg_NON_DIFFERENTIABLE  # noqa: E402
+
+CASES += _linalg_CASES
+NON_DIFFERENTIABLE |= _linalg_NON_DIFFERENTIABLE
