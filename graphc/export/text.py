@@ -19,7 +19,7 @@ from graphc.errors import GraphError
 from graphc.ir import types
 from graphc.ir.body import bodies
 from graphc.ir.graph import Graph, Node, node_list
-from graphc.ir.op import fmt_param, output_types
+from graphc.ir.op import fmt_param, has_hook, output_types
 
 MAX_INDENT = 32  # tree levels drawn before a subtree moves to the left margin
 
@@ -112,7 +112,7 @@ def op_label(op) -> str:
         op) else {}
     shown = [f"{k}={fmt_param(v)}" for k, v in op.params().items()
              if v is not None and not (v is False and defaults.get(k) is False)]
-    if op.name == "constant":
+    if op.name == "constant" or has_hook(op, "label"):  # an op that writes its own (einsum)
         return op.label()
     return f"{op.name}({', '.join(shown)})" if shown else op.name
 
