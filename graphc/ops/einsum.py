@@ -29,7 +29,7 @@ from graphc.ir.graph import Node
 from graphc.ir.op import SYMBOLIC_DIM, Op, register
 from graphc.ir.params import LABELS, MAX_LABEL, SUBSCRIPTS, param
 from graphc.ops.base import atomic, graph_of, lift
-from graphc.ops.shape import broadcast_to, expand_dims, getitem, transpose
+from graphc.ops.shape import broadcast_to, expand_dims, transpose
 
 LETTERS = string.ascii_lowercase + string.ascii_uppercase  # label k is LETTERS[k]
 MAX_PLANS = 32  # plans kept per op (one per distinct input shapes)
@@ -110,7 +110,7 @@ class Einsum(Op):
             fresh = next(spare)
             target.append(fresh)
             terms.append((k, fresh))
-            operands.append(_identity(x, first[k], pos, g.dtype))
+            operands.append(_identity(x, first[k], pos))
         present = {k for s in terms for k in s}
         kept = tuple(k for k in target if k in present)
         h = contract(operands, terms, kept)
@@ -170,16 +170,14 @@ def _label_sizes(subscripts, xs) -> dict:
     return sizes
 
 
-def _identity(x: Node, p: int, q: int, dtype) -> Node:
+def _identity(x: Node, p: int, q: int) -> Node:
     """The identity matrix of the size of axes p and q of x (equal: one repeated label)."""
-    n = x.shape[p]
-    if isinstance(n, int):
-        return x.graph.constant(np.eye(n, dtype=dtype))
-    from graphc.ops.linalg import EyeLike  # lazy: linalg builds on einsum
+    from graphc.ops.factor import mask  # lazy: factor builds on einsum
 
-    rest = [a for a in range(x.ndim) if a not in (p, q)]
-    square = getitem(transpose(x, (*rest, p, q)), (0,) * len(rest))
-    return x.graph.apply(EyeLike(), [square])
+    if (p, q) != (x.ndim - 2, x.ndim - 1):
+        rest = [a for a in range(x.ndim) if a not in (p, q)]
+        x = transpose(x, (*rest, p, q))
+    return mask(x, diagonal=True)
 
 
 def contract(operands, subscripts, output) -> Node:

@@ -216,13 +216,14 @@ def _triu_matrix(m):
 class MatrixMask(Op):
     """1 on the parts of a matrix named (strict lower triangle, diagonal, strict upper
     triangle), 0 elsewhere, shaped like the input's last two axes: tril, triu, the identity
-    and Phi's halved diagonal are products with it. It reads only its input's shape."""
+    and Phi's halved diagonal are products with it. It reads only its input's shape, and
+    gives the same read-only array for the same shape (kept, as a mask of a 1,000 x 1,000
+    matrix costs more to make than to apply)."""
 
     name: ClassVar[str] = "matrix_mask"
     differentiable: ClassVar[bool] = False
     bounded: ClassVar[bool] = True
     shape_only: ClassVar[bool] = True
-    fresh: ClassVar[bool] = True
     lower: bool = param(FLAG, False)
     diagonal: bool = param(FLAG, False)
     upper: bool = param(FLAG, False)
@@ -237,7 +238,16 @@ class MatrixMask(Op):
         return ((j < i) & self.lower) | ((j == i) & self.diagonal) | ((j > i) & self.upper)
 
     def forward(self, x):
-        return self._pattern(*x.shape[-2:]).astype(as_float_dtype(x.dtype))
+        dtype = as_float_dtype(x.dtype)
+        key = (self.lower, self.diagonal, self.upper, *x.shape[-2:], dtype.str)
+        hit = _MASKS.get(key)
+        if hit is None:
+            hit = self._pattern(*x.shape[-2:]).astype(dtype)
+            hit.flags.writeable = False
+            if len(_MASKS) >= MAX_MASKS:
+                _MASKS.clear()
+            _MASKS[key] = hit
+        return hit
 
     def sympy(self, node, x):
         return symbolic.object_array(self._pattern(*x.shape[-2:]).astype(int))
@@ -245,6 +255,10 @@ class MatrixMask(Op):
     def batch(self, node, ins, m):  # the same pattern for every row
         x = ins[0][0]
         return broadcast_to(build(self, getitem(x, 0)), (m, *node.shape))
+
+
+MAX_MASKS = 16
+_MASKS: dict[tuple, np.ndarray] = {}  # (parts, m, n, dtype) -> the read-only pattern
 
 
 # -- Cholesky -------------------------------------------------------------------------------
