@@ -418,7 +418,7 @@ def det(a):
         >>> import numpy as np, graphc as gc
         >>> g = gc.Graph()
         >>> a = g.input("a", shape=(2, 2))
-        >>> float(gc.linalg.det(a).eval({a: np.array([[2.0, 1.0], [1.0, 3.0]])}))
+        >>> round(float(gc.linalg.det(a).eval({a: np.array([[2.0, 1.0], [1.0, 3.0]])})), 12)
         5.0
     """
     from graphc.ops.factor import Det
