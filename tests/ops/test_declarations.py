@@ -29,11 +29,13 @@ def test_flags_declared_on_the_op_classes():
     """The sets the string-keyed tables held (rewrite/algebra.py, fold.py, patterns.py and
     export/dot.py before issue 13) are now the ops' own flags, unchanged."""
     assert flagged("bounded") == {"tanh", "sigmoid", "sin", "cos", "sign", "softmax",
-                                  "one_hot", "eye_like", "zeros_like", "ones_like"}
+                                  "one_hot", "eye_like", "zeros_like", "ones_like",
+                                  "matrix_mask"}
     assert flagged("finite_preserving") == {"neg", "abs", "where", "cast", "broadcast_to",
                                             "reshape", "transpose", "expand_dims", "squeeze",
                                             "getitem"}
-    assert flagged("shape_only") == {"zeros_like", "ones_like", "eye_like", "count"}
+    assert flagged("shape_only") == {"zeros_like", "ones_like", "eye_like", "count",
+                                     "matrix_mask"}
     assert flagged("rearranges") == {"broadcast_to", "reshape", "expand_dims", "squeeze",
                                      "transpose"}
     assert flagged("commutative") == {"add", "mul", "maximum", "minimum", "equal",
