@@ -373,7 +373,7 @@ def _cholesky_grad(low: np.ndarray, lbar: np.ndarray, dtype) -> np.ndarray:
     by the formula: the lower triangle R of the gradient (S = (R + R^T) / 2) is built in place
     from tril(Lb), block column by block column from the last."""
     n = low.shape[0]
-    acc = np.tril(lbar).astype(dtype)
+    acc = np.tril(lbar).astype(dtype, copy=False)  # np.tril made a new array
     for k in range(n, 0, -BLOCK):
         j = max(0, k - BLOCK)
         r_, d_, b_, c_ = low[j:k, :j], low[j:k, j:k], low[k:, :j], low[k:, j:k]
@@ -386,7 +386,9 @@ def _cholesky_grad(low: np.ndarray, lbar: np.ndarray, dtype) -> np.ndarray:
         db[:] = _block_grad(d_, np.tril(db))
         if j:
             rb -= cb.T @ b_ + (db + db.T) @ r_
-    return (acc + acc.T) * 0.5
+    out = acc + acc.T
+    out *= 0.5
+    return out
 
 
 def _block_grad(d: np.ndarray, dbar: np.ndarray) -> np.ndarray:
