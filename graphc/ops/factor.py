@@ -143,13 +143,21 @@ def solve_shape(name: str, a, b):
     return (*batch, n, b.shape[-1]), np.result_type(a.dtype, b.dtype)
 
 
-def solve_stacks(one, a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
+SMALL = 32  # stacks of matrices up to this size go to NumPy's looping solve, in C
+
+
+def solve_stacks(one, a: np.ndarray, b: np.ndarray, dtype, small=None) -> np.ndarray:
     """`one(a2, b2)` (one n x n system, b2 n x k) over stacks with NumPy's batch rules: a
-    single matrix solves every right-hand side in one call, stacks go matrix by matrix."""
+    single matrix solves every right-hand side in one call; a stack of small matrices goes
+    to `small(a, b)` (the same solve on whole stacks, NumPy's C loop), larger ones matrix by
+    matrix (as the rows of a Jacobian, many small systems are the common stack)."""
     vec = b.ndim == 1
     if vec:
         b = b[:, None]
     n, k = b.shape[-2:]
+    if a.ndim > 2 and small is not None and n <= SMALL:
+        x = np.asarray(small(a, b), dtype=dtype)
+        return x[..., 0] if vec else x
     if a.ndim == 2:
         if b.ndim == 2:
             x = one(a, b)
@@ -325,6 +333,8 @@ class CholeskyGrad(Op):
 
     def forward(self, low, lbar):
         dtype = np.result_type(low.dtype, lbar.dtype)
+        if (low.ndim > 2 or lbar.ndim > 2) and low.shape[-1] <= SMALL:
+            return _cholesky_grad_small(low, lbar, dtype)
         return stack_of(lambda a, b: _cholesky_grad(a, b, dtype), low, lbar)
 
     def bprop(self, inputs, out, g, i):
@@ -391,6 +401,18 @@ def _cholesky_grad(low: np.ndarray, lbar: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
+def _cholesky_grad_small(low: np.ndarray, lbar: np.ndarray, dtype) -> np.ndarray:
+    """The formula on whole stacks of small matrices, by NumPy's stacked products and solves."""
+    low = np.tril(low)
+    p = np.tril(np.swapaxes(low, -1, -2) @ np.tril(lbar))
+    n = low.shape[-1]
+    p[..., range(n), range(n)] *= 0.5
+    upper = np.swapaxes(low, -1, -2)
+    x = np.linalg.solve(upper, p)  # L^-T P
+    x = np.linalg.solve(upper, np.swapaxes(x, -1, -2))  # (L^-T P L^-1)^T
+    return np.asarray((x + np.swapaxes(x, -1, -2)) * 0.5, dtype=dtype)
+
+
 def _block_grad(d: np.ndarray, dbar: np.ndarray) -> np.ndarray:
     """The lower triangle R (S = (R + R^T) / 2) of sym(D^-T Phi(D^T Db) D^-1) for one block."""
     d = np.tril(d)
@@ -422,7 +444,11 @@ class SolveTriangular(Op):
         def one(a2, b2):
             return scipy.linalg.solve_triangular(a2, b2, trans=int(self.trans), lower=self.lower,
                                                  check_finite=False)
-        return solve_stacks(one, a, b, np.result_type(a.dtype, b.dtype))
+
+        def small(a, b):  # the triangle only, by NumPy's stacked solve
+            a = np.tril(a) if self.lower else np.triu(a)
+            return np.linalg.solve(np.swapaxes(a, -1, -2) if self.trans else a, b)
+        return solve_stacks(one, a, b, np.result_type(a.dtype, b.dtype), small)
 
     def _tri(self, x):
         return tril(x) if self.lower else triu(x)
@@ -525,7 +551,11 @@ class ChoSolve(Op):
     def forward(self, c, b):
         def one(c2, b2):
             return scipy.linalg.cho_solve((c2, True), b2, check_finite=False)
-        return solve_stacks(one, c, b, np.result_type(c.dtype, b.dtype))
+
+        def small(c, b):  # C^-T (C^-1 b), NumPy's stacked solves on the lower triangle
+            c = np.tril(c)
+            return np.linalg.solve(np.swapaxes(c, -1, -2), np.linalg.solve(c, b))
+        return solve_stacks(one, c, b, np.result_type(c.dtype, b.dtype), small)
 
     def bprop(self, inputs, out, g, i):
         c, b = inputs

@@ -145,25 +145,30 @@ def test_the_linalg_cases_are_in_the_op_table():
 # -- the solves against NumPy and SciPy, with NumPy's batch rules --------------------------------
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [
-    ((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (3,)), ((2, 3, 3), (3, 2)),
-    ((3, 3), (4, 3, 2)), ((2, 1, 3, 3), (4, 3, 1)),
+@pytest.mark.parametrize("n", [3, 40])  # NumPy's stacked solve, and SciPy's matrix by matrix
+@pytest.mark.parametrize("a_batch, b_shape", [
+    ((), ("n",)), ((), ("n", 2)), ((2,), ("n",)), ((2,), ("n", 2)), ((), (4, "n", 2)),
+    ((2, 1), (4, "n", 1)),
 ])
-def test_solves_follow_numpys_batch_rules(a_shape, b_shape, rng):
+def test_solves_follow_numpys_batch_rules(n, a_batch, b_shape, rng):
+    a_shape = (*a_batch, n, n)
+    b_shape = tuple(n if d == "n" else d for d in b_shape)
     g = gc.Graph()
     a, b = g.input("a", shape=a_shape), g.input("b", shape=b_shape)
-    low = np.tril(rng.standard_normal(a_shape)) + 3 * np.eye(3)
+    low = np.tril(rng.standard_normal(a_shape)) / np.sqrt(n) + 3 * np.eye(n)
     bv = rng.standard_normal(b_shape)
-    full = low + 0.5 * np.swapaxes(np.tril(rng.standard_normal(a_shape), -1), -1, -2)
+    full = low + 0.5 * np.swapaxes(np.tril(rng.standard_normal(a_shape), -1), -1, -2) / n
     want_tri = np.linalg.solve(low, bv)
     want_cho = np.linalg.solve(low @ np.swapaxes(low, -1, -2), bv)
-    got = gc.eval([L.solve_triangular(a, b, lower=True), L.cho_solve(a, b), L.solve(a, b)],
-                  {a: low, b: bv})
+    want_trans = np.linalg.solve(np.swapaxes(low, -1, -2), bv)
+    got = gc.eval([L.solve_triangular(a, b, lower=True), L.cho_solve(a, b), L.solve(a, b),
+                   L.solve_triangular(a, b, lower=True, trans=1)], {a: low, b: bv})
     np.testing.assert_allclose(got[0], want_tri, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[1], want_cho, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[2], want_tri, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[3], want_trans, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(L.solve(a, b).eval({a: full, b: bv}), np.linalg.solve(full, bv),
                                rtol=1e-10)
-    np.testing.assert_allclose(got[2], want_tri, rtol=1e-12, atol=1e-12)
 
 
 def test_triangular_solves_read_only_their_triangle(rng):
