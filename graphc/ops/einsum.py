@@ -89,6 +89,14 @@ class Einsum(Op):
             plans[shapes] = run
         return run(*arrays)
 
+    def emit_numpy(self, node, args, ctx):
+        """Static shapes: the plan is made now, at compile time, and called directly."""
+        shapes = tuple(tuple(x.shape) for x in node.inputs)
+        if not all(types.is_static(s) for s in shapes):
+            return None  # made on the first call, per shapes, by forward
+        plan = ctx.bind("_einsum_plan", _plan(self.subscripts, self.output, shapes))
+        return f"{plan}({', '.join(args)})"
+
     def sympy(self, node, *args):
         return np.asarray(np.einsum(text(self.subscripts, self.output), *args), dtype=object)
 
