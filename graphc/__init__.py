@@ -65,6 +65,7 @@ from graphc.ops import (
     diag,
     div,
     dot,
+    einsum,
     equal,
     erf,
     erfc,
@@ -140,6 +141,7 @@ from graphc.ops import (
     take_along_axis,
     tan,
     tanh,
+    tensordot,
     tile,
     trace,
     transpose,
@@ -177,4 +179,5 @@ __all__ = [
     "reciprocal", "round", "sinh", "all", "any", "argmax", "argmin", "prod", "std", "var",
     "argsort", "cumprod", "cumsum", "sort", "flip", "meshgrid", "moveaxis", "pad", "repeat",
     "roll", "tile", "tril", "triu", "arange", "eye", "full", "linspace", "ones", "zeros",
+    "einsum", "tensordot",
 ]

@@ -34,6 +34,8 @@ from graphc.errors import GraphError
 MAX_RANK = 64  # the most axes an array may have (NumPy's own limit)
 MAX_INT = 1 << 62  # the largest size, index or count a parameter may hold
 MAX_EXPR_NODES = 200  # the most sympy nodes in one symbolic size
+MAX_LABEL = 52  # einsum labels: NumPy's subscript letters a-z, A-Z
+MAX_OPERANDS = 64  # the most operands of one einsum (NumPy's own limit)
 
 
 class Kind:
@@ -191,6 +193,16 @@ class _Index(Kind):
                 self.fail(v, where, f" (slice {k} has step 0)")
 
 
+class _Label(Kind):
+    """An einsum label: the letters a-z, A-Z numbered 0-51 (NumPy's subscript letters)."""
+
+    name = f"an einsum label (an int from 0 to {MAX_LABEL - 1})"
+
+    def check(self, v, where):
+        if not is_int(v) or not 0 <= v < MAX_LABEL:
+            self.fail(v, where)
+
+
 class _TupleOf(Kind):
     """A tuple whose every entry is of one kind (scatter_add's windows)."""
 
@@ -297,6 +309,8 @@ INTS = _TupleOf(INT, MAX_RANK)
 NUMBER = _Number()
 NUMBER_OR_SIZE = _Number(sizes=True)
 PAIRS = _TupleOf(_Pair(), MAX_RANK)
+LABELS = _TupleOf(_Label(), MAX_RANK)  # one einsum term: a label per axis
+SUBSCRIPTS = _TupleOf(LABELS, MAX_OPERANDS)  # einsum's input terms, one per operand
 
 
 def check_size(d, where: str) -> None:

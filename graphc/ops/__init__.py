@@ -1,9 +1,11 @@
 """The op library: every op declared once with forward, shape rule, bprop and jvp."""
 
-from graphc.ops import numpy_dispatch, operators, scatter  # noqa: F401 - scatter: its op
+# scatter registers scatter_add; factor and spectral register gc.linalg's ops
+from graphc.ops import factor, numpy_dispatch, operators, scatter, spectral  # noqa: F401
 from graphc.ops.arrange import flip, meshgrid, moveaxis, pad, repeat, roll, tile, tril, triu
 from graphc.ops.conv import avg_pool, conv, max_pool
 from graphc.ops.creation import arange, eye, full, linspace, ones, zeros
+from graphc.ops.einsum import einsum, tensordot
 from graphc.ops.elementwise import (
     abs,
     add,
@@ -113,4 +115,6 @@ __all__ = [
     "reciprocal", "round", "sinh", "all", "any", "argmax", "argmin", "prod", "std", "var",
     "argsort", "cumprod", "cumsum", "sort", "flip", "meshgrid", "moveaxis", "pad", "repeat",
     "roll", "tile", "tril", "triu", "arange", "eye", "full", "linspace", "ones", "zeros",
+    "getitem", "reshape", "split", "squeeze", "stack", "swapaxes", "transpose", "einsum",
+    "tensordot",
 ]

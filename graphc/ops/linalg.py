@@ -1,5 +1,10 @@
 """Linear algebra: matmul (batched, NumPy semantics), trace, diag, inv, slogdet; dot and outer
-derive from them. matmul is bilinear: its jvp applies matmul to one tangent at a time."""
+derive from them. matmul is bilinear: its jvp applies matmul to one tangent at a time.
+
+This module is also `gc.linalg`, NumPy's and SciPy's names: inv, slogdet, det, cholesky,
+solve, solve_triangular, cho_solve, eigh, svd, qr, norm. The ops behind the last ones are
+declared with their rules in factor.py (factorizations and solves) and spectral.py (eigh,
+svd, qr), which build on this module; the functions here bring them in when first called."""
 
 from __future__ import annotations
 
@@ -8,15 +13,27 @@ from typing import ClassVar
 
 import numpy as np
 
-from graphc.errors import ShapeError
+from graphc.errors import GraphError, ShapeError
 from graphc.ir import types
 from graphc.ir.graph import Node, user_source_line
 from graphc.ir.op import MultiOp, Op, entries, register
 from graphc.ops import symbolic
 from graphc.ops.base import atomic, build, graph_of, lift
-from graphc.ops.elementwise import mul
+from graphc.ops.einsum import trace as einsum_trace
+from graphc.ops.elementwise import abs as _abs
+from graphc.ops.elementwise import cast, mul, not_equal
+from graphc.ops.reduce import max as _max
+from graphc.ops.reduce import min as _min
 from graphc.ops.reduce import sum as _sum
-from graphc.ops.shape import broadcast_to, expand_dims, getitem, reshape, squeeze, swapaxes
+from graphc.ops.shape import (
+    broadcast_to,
+    expand_dims,
+    getitem,
+    reshape,
+    squeeze,
+    swapaxes,
+    transpose,
+)
 
 
 @register
@@ -313,7 +330,7 @@ class Slogdet(MultiOp):
         return expand_dims(g, (a.ndim - 2, a.ndim - 1)) * _mT(inv(a))
 
     def jvp(self, inputs, outs, t, i):
-        return [None, _sum(_mT(inv(inputs[0])) * t, axis=(-2, -1))]
+        return [None, einsum_trace(solve(inputs[0], t))]  # tr(A^-1 dA), by a solve
 
     def batch(self, node, ins, m):
         return list(slogdet(ins[0][0]))  # np.linalg.slogdet works on stacks
@@ -409,3 +426,287 @@ def outer(a, b):
 
 
 
+
+
+# -- gc.linalg: NumPy's and SciPy's functions ------------------------------------------------
+def _matrix(name: str, a) -> Node:
+    g = graph_of(a, caller=name)
+    return lift(a, g)
+
+
+@atomic
+def det(a):
+    """The determinant of a square matrix (or of each matrix of a stack (..., n, n)).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> round(float(gc.linalg.det(a).eval({a: np.array([[2.0, 1.0], [1.0, 3.0]])})), 12)
+        5.0
+    """
+    from graphc.ops.factor import Det
+
+    a = _matrix("det", a)
+    return a.graph.apply(Det(), [a])
+
+
+@atomic
+def cholesky(a):
+    """The lower Cholesky factor L (a = L L^T) of a symmetric positive definite matrix, or of
+    each matrix of a stack. The value reads a's lower triangle, as NumPy; the derivatives
+    are those of a symmetric a (the gradient is symmetric).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> gc.linalg.cholesky(a).eval({a: np.array([[4.0, 2.0], [2.0, 5.0]])})
+        array([[2., 0.],
+               [1., 2.]])
+    """
+    from graphc.ops.factor import Cholesky
+
+    a = _matrix("cholesky", a)
+    return a.graph.apply(Cholesky(), [a])
+
+
+def _system(name: str, a, b) -> tuple[Node, Node]:
+    g = graph_of(a, b, caller=name)
+    return lift(a, g), lift(b, g)
+
+
+@atomic
+def solve(a, b):
+    """x with a x = b, NumPy's rules: b is a vector (n,) or a stack of matrices (..., n, k);
+    batch axes broadcast.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a, b = g.input("a", shape=(2, 2)), g.input("b", shape=(2,))
+        >>> gc.linalg.solve(a, b).eval({a: np.diag([2.0, 4.0]), b: np.array([1.0, 1.0])})
+        array([0.5 , 0.25])
+    """
+    from graphc.ops.factor import Solve
+
+    a, b = _system("solve", a, b)
+    return a.graph.apply(Solve(), [a, b])
+
+
+_TRANS = {0: False, 1: True, 2: True, "N": False, "T": True, "C": True}
+
+
+@atomic
+def solve_triangular(a, b, lower=False, *, trans=0):
+    """x with a x = b for a triangular `a` (SciPy's solve_triangular): only a's lower
+    triangle is read when `lower`, else its upper one; `trans=1` (or "T") solves a^T x = b.
+    b and batching as in `solve`.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a, b = g.input("a", shape=(2, 2)), g.input("b", shape=(2,))
+        >>> L = np.array([[2.0, 0.0], [1.0, 1.0]])
+        >>> gc.linalg.solve_triangular(a, b, lower=True).eval({a: L, b: np.array([2.0, 3.0])})
+        array([1., 2.])
+    """
+    from graphc.ops.factor import SolveTriangular
+
+    if not isinstance(lower, (bool, np.bool_, int, np.integer)):
+        raise GraphError(f"solve_triangular: lower must be a bool, got {lower!r}")
+    if not isinstance(trans, (str, int, np.integer)) or trans not in _TRANS:
+        raise GraphError(f"solve_triangular: trans must be 0, 1, 2, 'N', 'T' or 'C', got "
+                         f"{trans!r}")
+    a, b = _system("solve_triangular", a, b)
+    return a.graph.apply(SolveTriangular(bool(lower), _TRANS[trans]), [a, b])
+
+
+@atomic
+def cho_solve(c, b):
+    """x with (c c^T) x = b from the lower Cholesky factor `c` (only its lower triangle is
+    read). SciPy's form `cho_solve((c, lower), b)` works too (an upper factor u, a = u^T u).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a, b = g.input("a", shape=(2, 2)), g.input("b", shape=(2,))
+        >>> x = gc.linalg.cho_solve(gc.linalg.cholesky(a), b)
+        >>> x.eval({a: np.array([[4.0, 2.0], [2.0, 5.0]]), b: np.array([6.0, 7.0])})
+        array([1., 1.])
+    """
+    from graphc.ops.factor import ChoSolve
+
+    lower = True
+    if isinstance(c, tuple):
+        if len(c) != 2:
+            raise GraphError(f"cho_solve: expected a factor or a (factor, lower) pair, got a "
+                             f"tuple of {len(c)}")
+        c, lower = c
+    c, b = _system("cho_solve", c, b)
+    if not lower:
+        c = swapaxes(c, -1, -2) if c.ndim >= 2 else c  # a = u^T u: its lower factor is u^T
+    return c.graph.apply(ChoSolve(), [c, b])
+
+
+@atomic
+def eigh(a, UPLO="L") -> tuple[Node, Node]:  # noqa: N803 - NumPy's name
+    """`(w, v)`: the eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix
+    or stack, as `np.linalg.eigh`; two nodes read from one `eigh` node. Eigenvector
+    derivatives need distinct eigenvalues (see docs/ops.md).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> w, v = gc.linalg.eigh(a)
+        >>> w.eval({a: np.array([[2.0, 1.0], [1.0, 2.0]])})
+        array([1., 3.])
+    """
+    from graphc.ops.spectral import Eigh
+
+    if UPLO not in ("L", "U"):
+        raise GraphError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    a = _matrix("eigh", a)
+    if UPLO == "U" and a.ndim >= 2:
+        a = swapaxes(a, -1, -2)  # the upper triangle is the transpose's lower one
+    g = a.graph
+    return g.views(g.apply(Eigh(), [a]))
+
+
+@atomic
+def svd(a, full_matrices=False) -> tuple[Node, Node, Node]:
+    """`(u, s, vh)`: the reduced singular value decomposition a = u diag(s) vh of a matrix or
+    stack (..., m, n), s descending, as `np.linalg.svd(a, full_matrices=False)`. Singular
+    values are differentiable where they are distinct and non-zero; vectors likewise.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(3, 2))
+        >>> u, s, vh = gc.linalg.svd(a)
+        >>> s.eval({a: np.array([[3.0, 0.0], [0.0, -2.0], [0.0, 0.0]])})
+        array([3., 2.])
+    """
+    from graphc.ops.spectral import Svd
+
+    if full_matrices:
+        raise GraphError("svd: full_matrices=True is not supported: the extra singular "
+                         "vectors are not unique, so they have no derivative; use "
+                         "full_matrices=False")
+    a = _matrix("svd", a)
+    g = a.graph
+    return g.views(g.apply(Svd(), [a]))
+
+
+@atomic
+def qr(a, mode="reduced") -> tuple[Node, Node]:
+    """`(q, r)`: the reduced QR decomposition of a matrix or stack (..., m, n), as
+    `np.linalg.qr(a)` (Householder: r's diagonal may be negative).
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> a = g.input("a", shape=(2, 2))
+        >>> q, r = gc.linalg.qr(a)
+        >>> (q @ r).eval({a: np.array([[1.0, 2.0], [3.0, 4.0]])})
+        array([[1., 2.],
+               [3., 4.]])
+    """
+    from graphc.ops.spectral import Qr
+
+    if mode != "reduced":
+        raise GraphError(f"qr: mode {mode!r} is not supported; only 'reduced'")
+    a = _matrix("qr", a)
+    g = a.graph
+    return g.views(g.apply(Qr(), [a]))
+
+
+@atomic
+def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - NumPy's name
+    """NumPy's norm: the vector norms (2, 1, inf, -inf, 0, any p) along one axis and the
+    matrix norms ('fro', 'nuc', 1, -1, 2, -2, inf, -inf) over two; `axis=None` takes a
+    vector's or a matrix's norm, or with `ord=None` the 2-norm of everything. The 2-norm
+    and Frobenius norm are one `norm` node whose gradient at 0 is 0; the others are built
+    from abs, sums, maxima and singular values.
+
+    Examples:
+        >>> import numpy as np, graphc as gc
+        >>> g = gc.Graph()
+        >>> x = g.input("x", shape=(2, 2))
+        >>> float(gc.linalg.norm(x).eval({x: np.array([[3.0, 0.0], [0.0, 4.0]])}))
+        5.0
+        >>> gc.linalg.norm(x, ord=1, axis=1).eval({x: np.array([[3.0, -1.0], [0.0, 4.0]])})
+        array([4., 4.])
+    """
+    from graphc.ops.factor import Norm
+
+    x = _matrix("norm", x)
+    g = x.graph
+    if axis is None:
+        if ord is None:
+            return g.apply(Norm(tuple(range(x.ndim)), bool(keepdims)), [x])
+        if x.ndim not in (1, 2):
+            raise ShapeError(f"norm: ord={ord!r} with axis=None needs a vector or a matrix, "
+                             f"got {types.fmt_shape(x.shape)}")
+        axes = tuple(range(x.ndim))
+    else:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        try:
+            axes = tuple(types.normalize_axis(a, x.ndim) for a in axes)
+        except ValueError as e:
+            raise ShapeError(f"norm: {e}") from None
+        if len(axes) not in (1, 2) or len(set(axes)) != len(axes):
+            raise ShapeError(f"norm: axis={axis!r}: expected one axis (a vector norm) or two "
+                             "different axes (a matrix norm)")
+    keep = bool(keepdims)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes[0], keep)
+    return _matrix_norm(x, ord, axes, keep)
+
+
+def _vector_norm(x, ord, axis, keep):  # noqa: A002
+    from graphc.ops.factor import Norm
+
+    if ord is None or (_is_number(ord) and ord == 2):
+        return x.graph.apply(Norm((axis,), keep), [x])
+    if not _is_number(ord):
+        raise GraphError(f"norm: ord={ord!r} is not a vector norm (2, 1, inf, -inf, 0 or a "
+                         "number)")
+    if ord == np.inf:
+        return _max(_abs(x), axis, keep)
+    if ord == -np.inf:
+        return _min(_abs(x), axis, keep)
+    if ord == 0:  # how many entries are not 0: no gradient
+        return _sum(cast(not_equal(x, 0.0), x.dtype), axis, keep)
+    if ord == 1:
+        return _sum(_abs(x), axis, keep)
+    return _sum(_abs(x) ** float(ord), axis, keep) ** (1.0 / float(ord))
+
+
+def _matrix_norm(x, ord, axes, keep):  # noqa: A002
+    from graphc.ops.factor import Norm
+
+    row, col = axes
+    if ord is None or ord == "fro":
+        return x.graph.apply(Norm(tuple(sorted(axes)), keep), [x])
+    if isinstance(ord, str) and ord != "nuc" or not (isinstance(ord, str) or _is_number(ord)):
+        raise GraphError(f"norm: ord={ord!r} is not a matrix norm ('fro', 'nuc', 1, -1, 2, "
+                         "-2, inf, -inf)")
+    if ord in (1, -1, np.inf, -np.inf):  # the largest (smallest) column or row sum
+        pick = _max if ord in (1, np.inf) else _min
+        summed, over = (row, col) if ord in (1, -1) else (col, row)
+        out = pick(_sum(_abs(x), summed, True), over, True)
+        return out if keep else squeeze(out, axes)
+    if ord not in (2, -2, "nuc"):
+        raise GraphError(f"norm: ord={ord!r} is not a matrix norm ('fro', 'nuc', 1, -1, 2, "
+                         "-2, inf, -inf)")
+    rest = tuple(k for k in range(x.ndim) if k not in axes)
+    moved = transpose(x, (*rest, row, col))
+    s = svd(moved)[1]
+    out = _sum(s, -1) if ord == "nuc" else _max(s, -1) if ord == 2 else _min(s, -1)
+    return expand_dims(out, tuple(sorted(axes))) if keep else out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)

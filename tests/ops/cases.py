@@ -202,3 +202,8 @@ from tests.ops.cases_elem import CASES as _elem_CASES  # noqa: E402, I001
 CASES += _elem_CASES
 from tests.ops.cases_elem import NON_DIFFERENTIABLE as _elem_NON_DIFFERENTIABLE  # noqa: E402, I001
 NON_DIFFERENTIABLE |= _elem_NON_DIFFERENTIABLE
+from tests.ops.cases_linalg import CASES as _linalg_CASES  # noqa: E402
+from tests.ops.cases_linalg import NON_DIFFERENTIABLE as _linalg_NON_DIFFERENTIABLE  # noqa: E402
+
+CASES += _linalg_CASES
+NON_DIFFERENTIABLE |= _linalg_NON_DIFFERENTIABLE

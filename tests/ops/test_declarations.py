@@ -32,7 +32,7 @@ def test_flags_declared_on_the_op_classes():
                                   "one_hot", "eye_like", "zeros_like", "ones_like",
                                   # issue 15
                                   "arctan", "arctan2", "erf", "erfc", "zeros", "ones", "full",
-                                  "eye"}
+                                  "eye", "matrix_mask"}
     assert flagged("finite_preserving") == {"neg", "abs", "where", "cast", "broadcast_to",
                                             "reshape", "transpose", "expand_dims", "squeeze",
                                             "getitem",
@@ -43,7 +43,8 @@ def test_flags_declared_on_the_op_classes():
                                             "full", "eye", "arange", "linspace"}
     assert flagged("shape_only") == {"zeros_like", "ones_like", "eye_like", "count",
                                      # issue 15: constants made from a shape
-                                     "zeros", "ones", "full", "eye", "arange", "linspace"}
+                                     "zeros", "ones", "full", "eye", "arange", "linspace",
+                                     "matrix_mask"}
     assert flagged("rearranges") == {"broadcast_to", "reshape", "expand_dims", "squeeze",
                                      "transpose",
                                      # issue 15
