@@ -106,9 +106,10 @@ class Group:
 
 
 def fusible(n: Node) -> bool:
-    """An op that declares a scalar form (`Op.scalar`), on float values, big enough for a
-    kernel to pay."""
-    if declared(n.op, "scalar") is None:
+    """An op that declares a scalar form (`Op.scalar`) and no SIMD ufunc that beats it
+    (`Op.simd_ufunc`: tanh, exp, log run on NumPy between kernels), on float values, big
+    enough for a kernel to pay."""
+    if declared(n.op, "scalar") is None or declared(n.op, "simd_ufunc"):
         return False
     if not types.is_float(n.dtype) or not types.is_static(n.shape):
         return False
