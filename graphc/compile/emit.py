@@ -283,7 +283,8 @@ class Backend:
         return f"{buffer}[{index}] += {term}"
 
     def kernel_call(self, group, kernel: str, args: list[str], outs: list[str]) -> str:
-        """The statement running a fused group's kernel."""
+        """The statement running a fused group's kernel: `args` name its inputs, then a buffer
+        (or None) for each of its `buffered` outputs."""
         raise NotImplementedError(f"backend {self.name!r} defines no `kernel_call`")
 
     def result(self, node: Node, var: str) -> str:
@@ -316,6 +317,8 @@ class Backend:
                 g = unit.group
                 kname = namer.bind(env, f"_kernel{k}", g.kernel)
                 args = [names[x] for x in g.inputs]
+                args += [names[plan.inplace[o]] if o in plan.inplace else "None"
+                         for o in g.buffered]  # a dying input's buffer, or a new array
                 put("    " + self.kernel_call(g, kname, args, [names[o] for o in g.outputs])
                     + _comment("fused: " + ", ".join(n.op.name for n in g.nodes)),
                     g.outputs[0])

@@ -104,6 +104,13 @@ class Group:
     kernel: object = None
     source: str = ""
 
+    @property
+    def buffered(self) -> list[Node]:
+        """The outputs the kernel can write into a buffer it is given (one more argument each,
+        after the inputs: an array of the output's shape and dtype, or None for a new one);
+        a scatter_add's output is always made by the kernel."""
+        return [o for o in self.outputs if type(o.op) is not ScatterAdd]
+
 
 def fusible(n: Node) -> bool:
     """An op that declares a scalar form (`Op.scalar`) and no SIMD ufunc that beats it
@@ -250,6 +257,10 @@ def _may_join(gid: int, y: Node, group_of: dict, reach: dict) -> bool:
 def kernel_source(g: Group) -> str:
     """The loop nest of a group: read operands, one line per op, write the outputs.
 
+    Each iteration reads all its operands' entries before it writes any output's, so an
+    output may be written into the buffer of an operand that dies there (`Group.buffered`:
+    the plan passes that buffer, else None and the kernel makes a new array).
+
     A scatter_add member adds each of its terms into its output at the term's offset. Over a
     vector it keeps the partial sums of the elements still open in registers (`o0_r1` is
     element i + 1's) and stores element i once it is complete: a first-order recurrence,
@@ -260,19 +271,24 @@ def kernel_source(g: Group) -> str:
     """
     shape = g.nodes[0].shape
     idx = ", ".join(f"i{k}" for k in range(len(shape)))
-    args = [f"a{k}" for k in range(len(g.inputs))]
+    out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}
+    buffers = {o: f"b{k}" for k, o in enumerate(g.outputs) if type(o.op) is not ScatterAdd}
+    args = [f"a{k}" for k in range(len(g.inputs))] + list(buffers.values())
     var: dict[Node, str] = {}
     lines = ["import numpy as np", "import numba", "",
              "@numba.njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel({', '.join(args)}):"]
-    out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}
     registers = len(shape) == 1
     span: dict[Node, int] = {}  # scatter output -> largest offset (vector case)
     for o, v in out_var.items():
         scatter = type(o.op) is ScatterAdd
         make = "zeros" if scatter and not registers else "empty"
-        lines.append(f"    {v} = np.{make}({tuple(int(d) for d in o.shape)!r}, "
-                     f"np.{o.dtype.name})")
+        made = f"np.{make}({tuple(int(d) for d in o.shape)!r}, np.{o.dtype.name})"
+        if o in buffers:  # numba compiles one branch: the argument's type is known
+            lines += [f"    if {buffers[o]} is None:", f"        {v} = {made}",
+                      "    else:", f"        {v} = {buffers[o]}"]
+        else:
+            lines.append(f"    {v} = {made}")
         if scatter and registers:
             span[o] = max(window(index, o.shape, shape)[0] for index in o.op.indices)
             lines += [f"    {v}_r{d} = np.{o.dtype.name}(0.0)" for d in range(span[o] + 1)]

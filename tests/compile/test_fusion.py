@@ -187,3 +187,69 @@ def test_simd_ufuncs_stay_on_numpy_between_kernels(rng):
     gx = (1 - t * t) * e * wv
     for a, b in zip(f(xv, wv), [(t * e).sum(), gx, (1 - t * t) * e * xv + t * e]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _kernel_call(f) -> tuple[list[str], list[str]]:
+    """The names a program's one kernel call assigns and the arguments it passes."""
+    (line,) = [s for s in f.source.splitlines() if "fused:" in s]
+    outs, call = line.split("#")[0].strip().split(" = ")
+    return outs.rstrip(",").split(", "), call.split("(", 1)[1].rstrip(")").split(", ")
+
+
+def test_kernel_writes_into_a_dying_operands_buffer(rng):
+    # the weight-gradient pattern X.T @ d + 2 lam W: the kernel writes into the matmul's
+    # buffer, as `dW = X.T @ d; dW += 2 * lam * W` does by hand
+    g = gc.Graph()
+    X, d, W = g.input("X", (32, 64)), g.input("d", (32, N // 64)), g.input("W", (64, N // 64))
+    m = gc.transpose(X) @ d
+    g.rename(m, "m")
+    y = m * gc.sigmoid(W) + 2e-3 * W
+    f = gc.function([X, d, W], y)
+    outs, args = _kernel_call(f)
+    assert args[-1] == "m"  # its one output's buffer
+    Xv, dv, Wv = rng.standard_normal((32, 64)), rng.standard_normal((32, N // 64)), \
+        rng.standard_normal((64, N // 64))
+    got = f(Xv, dv, Wv)
+    np.testing.assert_allclose(got, (Xv.T @ dv) / (1 + np.exp(-Wv)) + 2e-3 * Wv, rtol=1e-13)
+    assert not any(np.shares_memory(got, v) for v in (Xv, dv, Wv))
+    assert not np.shares_memory(got, f(Xv, dv, Wv))
+
+
+@pytest.mark.parametrize("later", ["read", "output", "view"])
+def test_kernel_keeps_an_operand_that_lives_on(rng, later):
+    # m is read after the kernel, returned, or viewed by a later step: the kernel gets None
+    # (a new array), never m's buffer
+    g = gc.Graph()
+    X, d = g.input("X", (32, 64)), g.input("d", (32, N // 64))
+    m = gc.transpose(X) @ d
+    g.rename(m, "m")
+    y = gc.sin(m) * 2.0 + m
+    extra = {"read": gc.sum(m * m), "output": m, "view": gc.transpose(m) @ gc.ones_like(m[0])}
+    f = gc.function([X, d], [y, extra[later]])
+    outs, args = _kernel_call(f)
+    assert args[-1] == "None"
+    Xv, dv = rng.standard_normal((32, 64)), rng.standard_normal((32, N // 64))
+    mv = Xv.T @ dv
+    want = {"read": (mv * mv).sum(), "output": mv, "view": mv.T @ np.ones(N // 64)}
+    got_y, got_extra = f(Xv, dv)
+    np.testing.assert_allclose(got_y, np.sin(mv) * 2 + mv, rtol=1e-13)
+    np.testing.assert_allclose(got_extra, want[later], rtol=1e-12)
+
+
+def test_kernel_outputs_take_distinct_buffers(rng):
+    # four outputs, two dying operands: two outputs take one buffer each, the others new arrays
+    g = gc.Graph()
+    A, B, C = (g.input(k, (64, N // 64)) for k in "ABC")
+    a, b = gc.exp(A), gc.exp(B)
+    s = a * b
+    outs = [s + C, s - C, s * C + 1.0]
+    f = gc.function([A, B, C], [gc.sum(o * o) for o in outs] + [gc.sum(s * a * b)])
+    outs, args = _kernel_call(f)
+    named = [b for b in args[-len(outs):] if b != "None"]
+    assert len(named) == 2 and len(set(named)) == 2 and len(outs) > 2
+    Av, Bv, Cv = rng.standard_normal((3, 64, N // 64)) * 0.5
+    sv = np.exp(Av) * np.exp(Bv)
+    want = [((sv + Cv) ** 2).sum(), ((sv - Cv) ** 2).sum(), ((sv * Cv + 1) ** 2).sum(),
+            (sv * np.exp(Av) * np.exp(Bv)).sum()]
+    for p, q in zip(f(Av, Bv, Cv), want):
+        np.testing.assert_allclose(p, q, rtol=1e-12)
