@@ -283,8 +283,7 @@ class Backend:
         return f"{buffer}[{index}] += {term}"
 
     def kernel_call(self, group, kernel: str, args: list[str], outs: list[str]) -> str:
-        """The statement running a fused group's kernel: `args` name its inputs, then a buffer
-        (or None) for each of its `buffered` outputs."""
+        """The statement running a fused group's kernel."""
         raise NotImplementedError(f"backend {self.name!r} defines no `kernel_call`")
 
     def result(self, node: Node, var: str) -> str:
@@ -315,12 +314,12 @@ class Backend:
         for k, unit in enumerate(plan.units):
             if unit.group is not None:
                 g = unit.group
-                kname = namer.bind(env, f"_kernel{k}", g.kernel)
+                into = {o: plan.inplace[o] for o in g.outputs if o in plan.inplace}
+                kname = namer.bind(env, f"_kernel{k}", g.kernel_for(into))
                 args = [names[x] for x in g.inputs]
-                args += [names[plan.inplace[o]] if o in plan.inplace else "None"
-                         for o in g.buffered]  # a dying input's buffer, or a new array
                 put("    " + self.kernel_call(g, kname, args, [names[o] for o in g.outputs])
-                    + _comment("fused: " + ", ".join(n.op.name for n in g.nodes)),
+                    + _comment("fused: " + ", ".join(n.op.name for n in g.nodes)
+                               + "".join(f"; {names[o]} into {names[x]}" for o, x in into.items())),
                     g.outputs[0])
             elif not isinstance(unit.nodes[0].op, Constant):
                 self._step(plan, k, unit.nodes[0], ctx, put, buffered, check)

@@ -159,8 +159,7 @@ class NumpyBackend(Backend):
         return f"np.{'empty' if tiled else 'zeros'}({shape}, {ctx.dtype(node.dtype)})"
 
     def kernel_call(self, group, kernel: str, args: list[str], outs: list[str]) -> str:
-        args = [f"{a}[()]" if x.ndim == 0 else a for a, x in zip(args, group.inputs)
-                ] + args[len(group.inputs):]
+        args = [f"{a}[()]" if x.ndim == 0 else a for a, x in zip(args, group.inputs)]
         return f"{', '.join(outs)}{',' if len(outs) == 1 else ''} = {kernel}({', '.join(args)})"
 
     def result(self, node: Node, var: str) -> str:

@@ -160,7 +160,7 @@ def test_kernel_source_embeds_only_generated_names(cache):
     assert sources
     for source in sources:
         names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
-        assert all(n in {"np", "numba", "range"} or (n[0] in "aboxti" and n[1:].replace(
+        assert all(n in {"np", "numba", "range"} or (n[0] in "aoxti" and n[1:].replace(
             "_r", "").isdigit()) for n in names), names
         assert "import os" not in source and "x'" not in source
 
