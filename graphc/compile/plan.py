@@ -206,7 +206,9 @@ def plan_inplace(schedule: Schedule, fresh, writes_out, order=None, groups=()
     it has the result's exact shape and dtype. `order` is the order the steps run in when it
     differs from the schedule's (fused groups move their members): lifetimes follow it. A
     fused group's kernel (its members lie together in `order`) writes each of its
-    `buffered` outputs into the buffer of an input that dies in the group, on the same terms.
+    `buffered` outputs into the buffer of an input that dies in the group, on the same terms,
+    when no other input of the kernel may view that buffer (it reads `m` and `m.T` entry by
+    entry: writing into m would change the entries of m.T still to be read).
     """
     fed = set(schedule.inputs)
     order = [s.node for s in schedule.steps] if order is None else list(order)
@@ -231,19 +233,18 @@ def plan_inplace(schedule: Schedule, fresh, writes_out, order=None, groups=()
             first.setdefault(id(member[n]), k)
     plan: dict[Node, Node] = {}
     taken: set[Node] = set()
-
-    def reusable(x: Node, n: Node) -> bool:
-        return (x not in fed and x.inputs and roots[x] == frozenset((x,)) and fresh(x)
-                and x not in pinned and x.dtype == n.dtype and x not in taken
-                and types.shape_eq(x.shape, n.shape))
-
     for k, n in enumerate(order):
-        g = member.get(n)
-        if g is not None:
+        if n in member:
+            g = member[n]
             if n is g.nodes[-1]:  # the kernel: inputs dying in the group lend their buffers
-                for o in g.buffered:
-                    x = next((x for x in g.inputs if reusable(x, o)
-                              and first[id(g)] <= death.get(x, -1) <= k), None)
+                for o in g.buffered:  # (but not to one another input views: m and m.T)
+                    x = next((x for x in g.inputs
+                              if x not in fed and x.inputs and roots[x] == frozenset((x,))
+                              and fresh(x) and x not in pinned and x not in taken
+                              and first[id(g)] <= death.get(x, -1) <= k
+                              and x.dtype == o.dtype and types.shape_eq(x.shape, o.shape)
+                              and not any(x in roots[y] for y in g.inputs if y is not x)),
+                             None)
                     if x is not None:
                         plan[o] = x
                         taken.add(x)
@@ -252,7 +253,9 @@ def plan_inplace(schedule: Schedule, fresh, writes_out, order=None, groups=()
         if not writes_out(n) or n.ndim == 0:
             continue
         for x in n.inputs:
-            if reusable(x, n) and death.get(x) == k:
+            if (x not in fed and x.inputs and roots[x] == frozenset((x,)) and fresh(x)
+                    and x not in pinned and death.get(x) == k and x.dtype == n.dtype
+                    and x not in taken and types.shape_eq(x.shape, n.shape)):
                 plan[n] = x
                 taken.add(x)
                 # the result now lives in x's buffer: it dies when n does
