@@ -3,11 +3,13 @@
 Run: python bench/compiler.py [--quick]
 
 Workloads: the book's XOR network (loss + gradient), the figure 6.11 MLP (forward, gradient,
-HVP), Rosenbrock at n = 10**5 and 10**6 (gradient, HVP), a depth-200 tanh chain of width 64
-(loss + gradient), the compile time of a 2,000-op elementwise graph's gradient + HVP, the
-10,002-node wide sum of issue 14 (build + compile against 3 s, run against the same sum by
-hand), and the MLP HVP graph's node count raw vs optimized. Every ratio is time / hand-written
-NumPy time measured in this run (lower is better). Where JAX, PyTensor or PyTorch are installed (the
+HVP), a tanh MLP 784-512-512-10 with biases (the same three; hand-written NumPy backprop and
+Pearlmutter's R-op for the HVP), Rosenbrock at n = 10**5 and 10**6 (gradient, HVP), a
+depth-200 tanh chain of width 64 (loss + gradient), the compile time of a 2,000-op
+elementwise graph's gradient + HVP, the 10,002-node wide sum of issue 14 (build + compile
+against 3 s, run against the same sum by hand), and the MLP HVP graph's node count raw vs
+optimized. Every ratio is time / hand-written NumPy time measured in this run (lower is
+better). Where JAX, PyTensor or PyTorch are installed (the
 `bench` extra: pip install -e ".[bench]"), their columns are added for the same workloads,
 after checking their values against graphc's. BLAS and every framework run on one thread,
 and the process is pinned to one core.
@@ -170,26 +172,9 @@ def mlp(repeat, n=512, d=784, h=256, k=10, lam=1e-3):
         return X.T @ RdA + 2 * lam * V1, RH.T @ dU + H.T @ RdU + 2 * lam * V2
 
     peers = mlp_peers(X, labels, W1, W2, V1, V2, lam)
-    for label, hand, outs in (("MLP forward", lambda: forward()[-1], [J]),
-                              ("MLP gradient", gradient, [J, *grads]),
-                              ("MLP HVP", hvp, hv)):
-        f = gc.function(ins, outs)
-        raw = gc.function(ins, outs, optimize=False)
-        for a, b in zip(f(*vals), raw(*vals)):
-            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
-        what = label.split()[-1]
-        for name, fn in peers.items():  # each framework's result against graphc's
-            for a, b in zip(np.atleast_1d(f(*vals)) if what == "forward" else f(*vals),
-                            [fn[what]()] if what == "forward" else fn[what]()):
-                np.testing.assert_allclose(np.asarray(b), a, rtol=1e-7, atol=1e-9,
-                                           err_msg=f"{name} {label}")
-        report(label, {"numpy": hand, "graphc": lambda f=f: f(*vals),
-                       "optimize=False": lambda raw=raw: raw(*vals),
-                       **{name: fn[what] for name, fn in peers.items()}})
-    want = hvp()
-    got = gc.function(ins, hv)(*vals)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    mlp_rows("MLP", ins, vals, (("forward", lambda: forward()[-1], [J]),
+                                ("gradient", gradient, [J, *grads]),
+                                ("HVP", hvp, hv)), peers)
     raw_n = len(gc.function(ins, hv, optimize=False).graph.nodes)
     opt_n = len(gc.function(ins, hv).graph.nodes)
     print(f"{'MLP HVP graph nodes':<34}  raw {raw_n}  optimized {opt_n}  "
@@ -255,6 +240,208 @@ def mlp_peers(X, labels, W1, W2, V1, V2, lam) -> dict:
         def thvp():  # reverse-over-reverse: the gradient's graph, then its VJP with V
             g = torch.autograd.grad(tloss(), (tW1, tW2), create_graph=True)
             return torch.autograd.grad(g, (tW1, tW2), grad_outputs=(tV1, tV2))
+        peers["torch"] = {"forward": tforward, "gradient": tgrad, "HVP": thvp}
+    return peers
+
+
+# -- tanh MLP 784-512-512-10 with biases: the book's deeper net, softmax CE + weight decay ----
+def mlp_tanh(repeat, n=256, sizes=(784, 512, 512, 10), lam=1e-4):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((n, sizes[0]))
+    labels = rng.integers(0, sizes[-1], n)
+    rows = np.arange(n)
+    shapes = [s for m, k in zip(sizes[:-1], sizes[1:]) for s in ((m, k), (k,))]
+    P = [rng.standard_normal(s) / np.sqrt(s[0]) if len(s) == 2 else 0.1 * rng.standard_normal(s)
+         for s in shapes]
+    V = [rng.standard_normal(s) for s in shapes]
+    g = gc.Graph("mlp_tanh")
+    Xn, yn = g.input("X", X.shape), g.input("y", (n,), "int64")
+    Pn = [g.input(name, s) for name, s in zip(("W1", "b1", "W2", "b2", "W3", "b3"), shapes)]
+    Vn = [g.input("V" + p.name[1:] if p.name[0] == "W" else "c" + p.name[1:], p.shape)
+          for p in Pn]
+    h = Xn
+    for k in range(0, len(Pn), 2):
+        h = h @ Pn[k] + Pn[k + 1]
+        if k < len(Pn) - 2:
+            h = gc.tanh(h)
+    J = (gc.softmax_cross_entropy(h, yn).mean()
+         + lam * gc.add_n([gc.sum(gc.square(W)) for W in Pn[0::2]]))
+    grads = gc.grad(J, Pn)
+    hv = gc.hvp(J, Pn, Vn)
+    W1, b1, W2, b2, W3, b3 = P
+    V1, c1, V2, c2, V3, c3 = V
+
+    # hand-written NumPy: backprop and Pearlmutter's R-op, in place where a buffer dies
+    def forward():
+        h1 = X @ W1
+        h1 += b1
+        np.tanh(h1, out=h1)
+        h2 = h1 @ W2
+        h2 += b2
+        np.tanh(h2, out=h2)
+        a3 = h2 @ W3
+        a3 += b3
+        m = a3.max(1, keepdims=True)
+        e = np.exp(a3 - m)
+        s = e.sum(1, keepdims=True)
+        ce = (np.log(s[:, 0]) + m[:, 0] - a3[rows, labels]).mean()
+        J = ce + lam * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
+        return h1, h2, e / s, J
+
+    def gradient():
+        h1, h2, g3, J = forward()  # g3 = softmax, then dJ/da3
+        g3[rows, labels] -= 1.0
+        g3 /= n
+        g2 = g3 @ W3.T
+        g2 *= 1.0 - h2 * h2
+        g1 = g2 @ W2.T
+        g1 *= 1.0 - h1 * h1
+        dW1 = X.T @ g1
+        dW1 += 2 * lam * W1
+        dW2 = h1.T @ g2
+        dW2 += 2 * lam * W2
+        dW3 = h2.T @ g3
+        dW3 += 2 * lam * W3
+        return J, dW1, g1.sum(0), dW2, g2.sum(0), dW3, g3.sum(0)
+
+    def hvp():
+        h1, h2, p, J = forward()
+        d1, d2 = 1.0 - h1 * h1, 1.0 - h2 * h2
+        Rh1 = X @ V1
+        Rh1 += c1
+        Rh1 *= d1
+        Rh2 = Rh1 @ W2
+        Rh2 += h1 @ V2
+        Rh2 += c2
+        Rh2 *= d2
+        Ra3 = Rh2 @ W3 + h2 @ V3 + c3
+        Rg3 = p * (Ra3 - (p * Ra3).sum(1, keepdims=True)) / n
+        g3 = p
+        g3[rows, labels] -= 1.0
+        g3 /= n
+        gh2 = g3 @ W3.T
+        Rg2 = Rg3 @ W3.T + g3 @ V3.T
+        Rg2 *= d2
+        Rg2 -= 2.0 * gh2 * h2 * Rh2
+        g2 = gh2 * d2
+        gh1 = g2 @ W2.T
+        Rg1 = Rg2 @ W2.T
+        Rg1 += g2 @ V2.T
+        Rg1 *= d1
+        Rg1 -= 2.0 * gh1 * h1 * Rh1
+        HW1 = X.T @ Rg1
+        HW1 += 2 * lam * V1
+        HW2 = Rh1.T @ g2
+        HW2 += h1.T @ Rg2
+        HW2 += 2 * lam * V2
+        HW3 = Rh2.T @ g3 + h2.T @ Rg3 + 2 * lam * V3
+        return HW1, Rg1.sum(0), HW2, Rg2.sum(0), HW3, Rg3.sum(0)
+
+    ins, vals = [Xn, yn, *Pn, *Vn], (X, labels, *P, *V)
+    peers = mlp_tanh_peers(X, labels, P, V, lam)
+    mlp_rows("tanh MLP", ins, vals, (("forward", lambda: forward()[-1], [J]),
+                                     ("gradient", gradient, [J, *grads]),
+                                     ("HVP", hvp, hv)), peers)
+
+
+def mlp_rows(prefix, ins, vals, rows, peers):
+    """One row per (what, hand-written NumPy, graphc outputs): graphc's values checked
+    against optimize=False, the hand-written NumPy and each framework's, then timed."""
+    for what, hand, outs in rows:
+        f = gc.function(ins, outs)
+        raw = gc.function(ins, outs, optimize=False)
+        got = f(*vals)
+        got = [got] if what == "forward" else got
+        for want in (raw(*vals), hand()):
+            want = [want] if what == "forward" else want
+            assert len(want) == len(got), what
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-10,
+                                           err_msg=f"{prefix} {what}")
+        for name, fn in peers.items():
+            r = fn[what]()
+            for a, b in zip(got, [r] if what == "forward" else r):
+                np.testing.assert_allclose(np.asarray(b), a, rtol=1e-7, atol=1e-9,
+                                           err_msg=f"{name} {prefix} {what}")
+        report(f"{prefix} {what}", {"numpy": hand, "graphc": lambda f=f: f(*vals),
+                                     "optimize=False": lambda raw=raw: raw(*vals),
+                                     **{name: fn[what] for name, fn in peers.items()}})
+
+
+def mlp_tanh_peers(X, labels, P, V, lam) -> dict:
+    """{framework: {"forward", "gradient", "HVP": callable}} for the tanh MLP; a gradient
+    callable returns (J, dW1, db1, dW2, db2, dW3, db3), an HVP callable the six products."""
+    n = X.shape[0]
+    peers = {}
+
+    if HAVE["jax"]:
+        import jax
+        import jax.numpy as jnp
+
+        def jloss(*P):
+            U = X
+            for k in range(0, len(P), 2):
+                U = U @ P[k] + P[k + 1]
+                if k < len(P) - 2:
+                    U = jnp.tanh(U)
+            ce = -jnp.take_along_axis(jax.nn.log_softmax(U, axis=1), labels[:, None], 1)
+            return ce.mean() + lam * sum(jnp.sum(W ** 2) for W in P[0::2])
+        args = tuple(range(len(P)))
+        jf = jax.jit(jloss)
+        jg = jax.jit(jax.value_and_grad(jloss, argnums=args))
+        jh = jax.jit(lambda P, V: jax.jvp(jax.grad(lambda *Q: jloss(*Q), argnums=args),
+                                          tuple(P), tuple(V))[1])
+        peers["jax"] = {
+            "forward": lambda: jax.block_until_ready(jf(*P)),
+            "gradient": lambda: (lambda r: (r[0], *r[1]))(jax.block_until_ready(jg(*P))),
+            "HVP": lambda: jax.block_until_ready(jh(P, V))}
+    if HAVE["pytensor"]:
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.tensor.special import log_softmax
+        sX, sy = pt.dmatrix(), pt.lvector()
+        sP = [pt.dmatrix() if p.ndim == 2 else pt.dvector() for p in P]
+        sV = [pt.dmatrix() if p.ndim == 2 else pt.dvector() for p in P]
+        h = sX
+        for k in range(0, len(sP), 2):
+            h = h @ sP[k] + sP[k + 1]
+            if k < len(sP) - 2:
+                h = pt.tanh(h)
+        J = (-log_softmax(h, axis=1)[pt.arange(n), sy].mean()
+             + lam * sum(pt.sum(W ** 2) for W in sP[0::2]))
+        gs = pytensor.grad(J, sP)
+        hs = pytensor.grad(sum(pt.sum(a * v) for a, v in zip(gs, sV)), sP)
+        pf = pytensor.function([sX, sy, *sP], J)
+        pg = pytensor.function([sX, sy, *sP], [J, *gs])
+        ph = pytensor.function([sX, sy, *sP, *sV], hs)
+        peers["pytensor"] = {"forward": lambda: pf(X, labels, *P),
+                             "gradient": lambda: pg(X, labels, *P),
+                             "HVP": lambda: ph(X, labels, *P, *V)}
+    if HAVE["torch"]:
+        import torch.nn.functional as F
+        tX, ty = torch.from_numpy(X), torch.from_numpy(labels)
+        tP = [torch.from_numpy(a).requires_grad_() for a in P]
+        tV = [torch.from_numpy(a) for a in V]
+
+        def tloss():
+            h = tX
+            for k in range(0, len(tP), 2):
+                h = h @ tP[k] + tP[k + 1]
+                if k < len(tP) - 2:
+                    h = torch.tanh(h)
+            return F.cross_entropy(h, ty) + lam * sum(torch.sum(W ** 2) for W in tP[0::2])
+
+        def tforward():
+            with torch.no_grad():
+                return tloss()
+
+        def tgrad():
+            J = tloss()
+            return (J.detach(), *torch.autograd.grad(J, tP))
+
+        def thvp():  # reverse-over-reverse: the gradient's graph, then its VJP with V
+            g = torch.autograd.grad(tloss(), tP, create_graph=True)
+            return torch.autograd.grad(g, tP, grad_outputs=tV)
         peers["torch"] = {"forward": tforward, "gradient": tgrad, "HVP": thvp}
     return peers
 
@@ -462,6 +649,7 @@ def main():
     wide_sum(repeat)
     xor(repeat)
     mlp(repeat)
+    mlp_tanh(repeat)
     for n in ((10**5,) if args.quick else (10**5, 10**6)):
         rosenbrock(repeat, n)
     tanh_chain(repeat)

@@ -326,10 +326,12 @@ class Backend:
         for k, unit in enumerate(plan.units):
             if unit.group is not None:
                 g = unit.group
-                kname = namer.bind(env, f"_kernel{k}", g.kernel)
+                into = {o: plan.inplace[o] for o in g.outputs if o in plan.inplace}
+                kname = namer.bind(env, f"_kernel{k}", g.kernel_for(into))
                 args = [names[x] for x in g.inputs]
                 put("    " + self.kernel_call(g, kname, args, [names[o] for o in g.outputs])
-                    + _comment("fused: " + ", ".join(n.op.name for n in g.nodes)),
+                    + _comment("fused: " + ", ".join(n.op.name for n in g.nodes)
+                               + "".join(f"; {names[o]} into {names[x]}" for o, x in into.items())),
                     g.outputs[0])
             elif not isinstance(unit.nodes[0].op, Constant):
                 self._step(plan, k, unit.nodes[0], ctx, put, buffered, check)

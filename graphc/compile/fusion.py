@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -101,14 +102,36 @@ class Group:
     nodes: list[Node]
     inputs: list[Node] = field(default_factory=list)
     outputs: list[Node] = field(default_factory=list)
-    kernel: object = None
-    source: str = ""
+    kernels: dict = field(default_factory=dict)  # made on demand, by `kernel_for`
+
+    @functools.cached_property
+    def source(self) -> str:
+        """The source of the kernel that makes every output a new array."""
+        return kernel_source(self)
+
+    @property
+    def buffered(self) -> list[Node]:
+        """The outputs the kernel can write into the buffer of an input (all but a
+        scatter_add's, which adds its terms at offsets)."""
+        return [o for o in self.outputs if type(o.op) is not ScatterAdd]
+
+    def kernel_for(self, into: dict) -> object:
+        """The kernel that writes each output `o` in `into` into the buffer of the input
+        `into[o]` (one that dies in the kernel: `plan_inplace` decides) and returns that
+        array; every other output is a new array."""
+        at = {id(x): k for k, x in enumerate(self.inputs)}
+        key = tuple(at[id(into[o])] if o in into else None for o in self.outputs)
+        if key not in self.kernels:
+            self.kernels[key] = kernel(kernel_source(self, key) if any(
+                k is not None for k in key) else self.source)
+        return self.kernels[key]
 
 
 def fusible(n: Node) -> bool:
-    """An op that declares a scalar form (`Op.scalar`), on float values, big enough for a
-    kernel to pay."""
-    if declared(n.op, "scalar") is None:
+    """An op that declares a scalar form (`Op.scalar`) and no SIMD ufunc that beats it
+    (`Op.simd_ufunc`: tanh, exp, log run on NumPy between kernels), on float values, big
+    enough for a kernel to pay."""
+    if declared(n.op, "scalar") is None or declared(n.op, "simd_ufunc"):
         return False
     if not types.is_float(n.dtype) or not types.is_static(n.shape):
         return False
@@ -119,7 +142,8 @@ def fusible(n: Node) -> bool:
 
 
 def find_groups(schedule: Schedule) -> list[Group]:
-    """Maximal convex fusible regions of two or more ops, each with its compiled kernel."""
+    """Maximal convex fusible regions of two or more ops (each group's kernel is made when
+    the program is written: `Group.kernel_for`)."""
     order = [s.node for s in schedule.steps]
     if not allowed() or not any(fusible(n) for n in order) or not enabled():
         return []  # numba is imported only when a region is big enough to use it
@@ -177,8 +201,6 @@ def find_groups(schedule: Schedule) -> list[Group]:
             continue
         if len(g.inputs) > MAX_KERNEL_INPUTS or len(g.outputs) > MAX_KERNEL_OUTPUTS:
             continue  # too costly to compile; leaving a group out keeps the others ordered
-        g.source = kernel_source(g)
-        g.kernel = kernel(g.source)
         groups.append(g)
     return groups
 
@@ -246,8 +268,14 @@ def _may_join(gid: int, y: Node, group_of: dict, reach: dict) -> bool:
     return all(h < gid for h in upstream) and (own is None or own < gid)
 
 
-def kernel_source(g: Group) -> str:
+def kernel_source(g: Group, into: tuple = ()) -> str:
     """The loop nest of a group: read operands, one line per op, write the outputs.
+
+    `into[k]`, where given, is the input whose array output k is written into and returned
+    as (its buffer dies in the kernel): each iteration reads all its operands' entries before
+    it writes any output's, and writing through the input's own name lets LLVM see that the
+    load and the store are one address (through another name it must assume they may
+    overlap, and a kernel ran 2x slower).
 
     A scatter_add member adds each of its terms into its output at the term's offset. Over a
     vector it keeps the partial sums of the elements still open in registers (`o0_r1` is
@@ -264,14 +292,17 @@ def kernel_source(g: Group) -> str:
     lines = ["import math", "import numpy as np", "import numba", "",  # math: erf, erfc
              "@numba.njit(cache=True, nogil=True, error_model='numpy')",
              f"def kernel({', '.join(args)}):"]
-    out_var = {o: f"o{k}" for k, o in enumerate(g.outputs)}
+    into = tuple(into) + (None,) * (len(g.outputs) - len(into))
+    out_var = {o: f"o{k}" if j is None else f"a{j}"
+               for (k, o), j in zip(enumerate(g.outputs), into)}
     registers = len(shape) == 1
     span: dict[Node, int] = {}  # scatter output -> largest offset (vector case)
-    for o, v in out_var.items():
+    for (o, v), j in zip(out_var.items(), into):
         scatter = type(o.op) is ScatterAdd
         make = "zeros" if scatter and not registers else "empty"
-        lines.append(f"    {v} = np.{make}({tuple(int(d) for d in o.shape)!r}, "
-                     f"np.{o.dtype.name})")
+        if j is None:
+            lines.append(f"    {v} = np.{make}({tuple(int(d) for d in o.shape)!r}, "
+                         f"np.{o.dtype.name})")
         if scatter and registers:
             span[o] = max(window(index, o.shape, shape)[0] for index in o.op.indices)
             lines += [f"    {v}_r{d} = np.{o.dtype.name}(0.0)" for d in range(span[o] + 1)]

@@ -72,7 +72,7 @@ def make_plan(schedule: Schedule, backend: Backend, name: str = "f", groups=(),
     # be later than some of its members' places in the schedule
     inplace = ({} if check_finite else
                plan_inplace(schedule, backend.fresh, backend.writes_out,
-                            [n for u in units for n in u.nodes]))
+                            [n for u in units for n in u.nodes], groups))
     last: dict[Node, int] = {}
     for k, unit in enumerate(units):
         for n in unit.inputs:
@@ -217,7 +217,8 @@ def order_units(schedule: Schedule, member: dict) -> list[Unit]:
 
 
 # -- memory plan ------------------------------------------------------------------------------
-def plan_inplace(schedule: Schedule, fresh, writes_out, order=None) -> dict[Node, Node]:
+def plan_inplace(schedule: Schedule, fresh, writes_out, order=None, groups=()
+                 ) -> dict[Node, Node]:
     """Which steps write their result into a dying operand's buffer (`out=`): node -> operand.
 
     `fresh(n)` says n's step returns a new array it owns (a ufunc result, a matmul, ...);
@@ -226,7 +227,11 @@ def plan_inplace(schedule: Schedule, fresh, writes_out, order=None) -> dict[Node
     shares it (outputs are never overwritten), every value that may view it (reshape,
     transpose, an unknown op: all taken to alias their inputs) is dead after this step, and
     it has the result's exact shape and dtype. `order` is the order the steps run in when it
-    differs from the schedule's (fused groups move their members): lifetimes follow it.
+    differs from the schedule's (fused groups move their members): lifetimes follow it. A
+    fused group's kernel (its members lie together in `order`) writes each of its
+    `buffered` outputs into the buffer of an input that dies in the group, on the same terms,
+    when no other input of the kernel may view that buffer (it reads `m` and `m.T` entry by
+    entry: writing into m would change the entries of m.T still to be read).
     """
     fed = set(schedule.inputs)
     order = [s.node for s in schedule.steps] if order is None else list(order)
@@ -244,9 +249,30 @@ def plan_inplace(schedule: Schedule, fresh, writes_out, order=None) -> dict[Node
         for x in n.inputs:
             for r in roots[x]:
                 death[r] = k
+    member = {n: g for g in groups for n in g.nodes}
+    first: dict[int, int] = {}  # group -> the position of its first member
+    for k, n in enumerate(order):
+        if n in member:
+            first.setdefault(id(member[n]), k)
     plan: dict[Node, Node] = {}
     taken: set[Node] = set()
     for k, n in enumerate(order):
+        if n in member:
+            g = member[n]
+            if n is g.nodes[-1]:  # the kernel: inputs dying in the group lend their buffers
+                for o in g.buffered:  # (but not to one another input views: m and m.T)
+                    x = next((x for x in g.inputs
+                              if x not in fed and x.inputs and roots[x] == frozenset((x,))
+                              and fresh(x) and x not in pinned and x not in taken
+                              and first[id(g)] <= death.get(x, -1) <= k
+                              and x.dtype == o.dtype and types.shape_eq(x.shape, o.shape)
+                              and not any(x in roots[y] for y in g.inputs if y is not x)),
+                             None)
+                    if x is not None:
+                        plan[o] = x
+                        taken.add(x)
+                        roots[o] = frozenset((o,))
+            continue
         if not writes_out(n) or n.ndim == 0:
             continue
         for x in n.inputs:

@@ -132,6 +132,10 @@ class Op:
     scalar: ClassVar[str | None] = None  # the op on float scalars `{0}`, `{1}` in a fused
     #                       kernel (`np.exp({0})`; NumPy's semantics): declaring it makes the
     #                       op fusible; with arity None, a binary form folded left (add_n)
+    simd_ufunc: ClassVar[bool] = False  # NumPy runs the op's ufunc as a SIMD loop that a
+    #                       kernel's scalar form cannot match (numba calls libm once per entry:
+    #                       tanh, exp, log 5-20x slower, docs/performance.md); fusion leaves the
+    #                       op on NumPy and fuses the ops around it
 
     def emit_numpy(self, node, args: list[str], ctx) -> str | None:
         """NumPy source computing `node` from the variables `args`: an expression, or None to
