@@ -4,13 +4,13 @@ Run: python bench/compiler.py [--quick]
 
 Workloads: the book's XOR network (loss + gradient), the figure 6.11 MLP (forward, gradient,
 HVP), a tanh MLP 784-512-512-10 with biases (the same three; hand-written NumPy backprop and
-Pearlmutter's R-op for the HVP), Rosenbrock at n = 10**5 and 10**6 (gradient, HVP), a depth-200 tanh chain of width 64
-(loss + gradient), the compile time of a 2,000-op elementwise graph's gradient + HVP, and the
-MLP HVP graph's node count raw vs optimized. Every ratio is time / hand-written NumPy time
-measured in this run (lower is better). Where JAX, PyTensor or PyTorch are installed (the
-`bench` extra: pip install -e ".[bench]"), their columns are added for the same workloads,
-after checking their values against graphc's. BLAS and every framework run on one thread,
-and the process is pinned to one core.
+Pearlmutter's R-op for the HVP), Rosenbrock at n = 10**5 and 10**6 (gradient, HVP), a
+depth-200 tanh chain of width 64 (loss + gradient), the compile time of a 2,000-op
+elementwise graph's gradient + HVP, and the MLP HVP graph's node count raw vs optimized.
+Every ratio is time / hand-written NumPy time measured in this run (lower is better). Where
+JAX, PyTensor or PyTorch are installed (the `bench` extra: pip install -e ".[bench]"), their
+columns are added for the same workloads, after checking their values against graphc's. BLAS
+and every framework run on one thread, and the process is pinned to one core.
 """
 
 import os
