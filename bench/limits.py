@@ -146,7 +146,8 @@ if __name__ == "__main__":
     gc.function([w], gc.grad(gc.sum(gc.sin(w) * 0.5 + w * 0.5), w))
     per_node = [big_graph(n) for n in sizes]
     print(f"compile time per node, largest / smallest over {sizes[0]:,}..{sizes[-1]:,}: "
-          f"{max(per_node) / min(per_node):.2f}x (target: within 2x)")
+          f"{max(per_node) / min(per_node):.2f}x (target: within 2x); issue 14's other target, "
+          "10^6 forward nodes compiled in 40 s, is not met: see docs/performance.md")
     for optimize in (True,) if args.quick else (True, False):
         wide_sum(16_667, optimize)
     memory_chain()
