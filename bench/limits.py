@@ -55,7 +55,7 @@ def big_graph(n_nodes: int):
     per_node = t_compile / len(g.nodes)
     print(f"{len(g.nodes):>10,} nodes: build {t_build:6.2f} s, grad {t_grad:6.2f} s, "
           f"compile {t_compile:6.2f} s ({per_node * 1e6:5.1f} us/node), run {t_run:6.2f} s")
-    return per_node
+    return per_node, t_compile
 
 
 def wide_sum(m: int, optimize: bool, n: int = 16):
@@ -144,10 +144,12 @@ if __name__ == "__main__":
     warm = gc.Graph("warm-up")  # imports and first-use costs are not a graph's compile time
     w = warm.input("w", shape=(4,))
     gc.function([w], gc.grad(gc.sum(gc.sin(w) * 0.5 + w * 0.5), w))
-    per_node = [big_graph(n) for n in sizes]
+    runs = [big_graph(n) for n in sizes]
+    per_node = [p for p, _ in runs]
     print(f"compile time per node, largest / smallest over {sizes[0]:,}..{sizes[-1]:,}: "
-          f"{max(per_node) / min(per_node):.2f}x (target: within 2x); issue 14's other target, "
-          "10^6 forward nodes compiled in 40 s, is not met: see docs/performance.md")
+          f"{max(per_node) / min(per_node):.2f}x (target: within 2x)")
+    if sizes[-1] >= 10**6:
+        print(f"compile of the 10^6-node chain: {runs[-1][1]:.1f} s (target: 40 s)")
     for optimize in (True,) if args.quick else (True, False):
         wide_sum(16_667, optimize)
     memory_chain()
