@@ -276,3 +276,17 @@ def test_integer_label_cross_entropy_over_a_symbolic_class_axis(tmp_path):
     g2 = gc.load(gc.save(g, tmp_path / "g.json"))
     np.testing.assert_allclose(gc.function([g2["L"], g2["y"]], g2[gL.name])(Lv, yv), want,
                                rtol=1e-13)
+
+
+def test_gradient_nodes_carry_the_users_line_that_asked_for_them():
+    # found once per call (Graph.built_at), never a frame of graphc or of contextlib
+    import inspect
+
+    g = gc.Graph()
+    x = g.input("x", shape=(3,))
+    z = gc.sum(gc.tanh(x) * x)
+    mark = len(g.nodes)
+    line = inspect.currentframe().f_lineno + 1
+    gx, hv = gc.grad(z, x), gc.hvp(z, x, g.input("v", shape=(3,)))
+    new = [n for n in g.nodes[mark:] if n.op.name != "input"]
+    assert gx in new and hv in new and {n.source for n in new} == {f"{__file__}:{line}"}
