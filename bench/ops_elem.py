@@ -12,51 +12,22 @@ rounds in which the callables take turns. BLAS runs on one thread; JAX (jit) is 
 is installed.
 """
 
-import os
+import functools
+import itertools
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["JAX_ENABLE_X64"] = "1"
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
+import _timing  # sorts before NumPy, which must load after it: one BLAS thread, one core
+import numpy as np
+import scipy.special
 
-import importlib.util  # noqa: E402
-import itertools  # noqa: E402
-import sys  # noqa: E402
-import timeit  # noqa: E402
+import graphc as gc
 
-import numpy as np  # noqa: E402
-import scipy.special  # noqa: E402
-
-import graphc as gc  # noqa: E402
-
-HAVE_JAX = importlib.util.find_spec("jax") is not None
+HAVE_JAX = _timing.HAVE_JAX
+report = functools.partial(_timing.report, width=36)
 EPS, SIGMA = 0.8, 1.1
 
 
-def measure(fns: dict, repeat: int) -> dict:
-    """Best seconds per call of each callable; they take turns in every round."""
-    numbers = {}
-    for k, fn in fns.items():
-        fn()  # warm up (and compile)
-        n = 1
-        while timeit.timeit(fn, number=n) < 0.02 and n < 10000:
-            n *= 4
-        numbers[k] = n
-    times = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            times[k] = min(times[k], timeit.timeit(fn, number=numbers[k]) / numbers[k])
-    return times
 
 
-def report(label: str, fns: dict, repeat: int) -> None:
-    t = measure(fns, repeat)
-    hand = t.pop("numpy")
-    cells = [f"{label:<36}", f"numpy {hand * 1e3:9.3f} ms"]
-    cells += [f"{name} {sec / hand:6.2f}x" for name, sec in t.items()]
-    print("  ".join(cells))
-    sys.stdout.flush()
 
 
 # -- Lennard-Jones ------------------------------------------------------------------------------

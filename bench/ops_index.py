@@ -11,50 +11,16 @@ above 256 entries, graphc/ops/indexing.py). Every ratio is time / NumPy's time i
 thread and the process is pinned to one core; JAX's column is added where JAX is installed.
 """
 
-import os
+import _timing  # sorts before NumPy, which must load after it: one BLAS thread, one core
+import numpy as np
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
-                           "intra_op_parallelism_threads=1")
-os.environ["JAX_ENABLE_X64"] = "1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import graphc as gc
 
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-import timeit  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import graphc as gc  # noqa: E402
-
-HAVE_JAX = importlib.util.find_spec("jax") is not None
+HAVE_JAX = _timing.HAVE_JAX
 
 
-def measure(fns: dict, repeat: int) -> dict:
-    """Best seconds per call of each callable; they take turns in every round."""
-    numbers = {}
-    for k, fn in fns.items():
-        fn()  # warm up (and compile)
-        n = 1
-        while timeit.timeit(fn, number=n) < 0.02 and n < 10000:
-            n *= 2
-        numbers[k] = n
-    times = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            times[k] = min(times[k], timeit.timeit(fn, number=numbers[k]) / numbers[k])
-    return times
 
 
-def report(label: str, fns: dict, repeat: int) -> None:
-    t = measure({k: v for k, v in fns.items() if v is not None}, repeat)
-    hand = t.pop("numpy")
-    cells = [f"{label:<44}", f"numpy {hand * 1e3:8.3f} ms"]
-    cells += [f"{name} {sec / hand:5.2f}x" for name, sec in t.items()]
-    print("  ".join(cells))
-    sys.stdout.flush()
 
 
 def scatter_rows_numpy(n: int, ids: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -108,13 +74,13 @@ def embedding(n: int, d: int, k: int, repeat: int) -> None:
             jg(Ej, ij, Gj).block_until_ready()
 
     shape = f"{n:,} x {d} table, {k:,} ids"
-    report(f"embedding gather + grad ({shape})", {
+    _timing.report(f"embedding gather + grad ({shape})", {
         "numpy": lambda: (np.take(Ev, iv, axis=0), scatter_rows_numpy(n, iv, Gv)),
         "graphc": lambda: both(Ev, iv, Gv),
         "numpy-add.at": lambda: (np.take(Ev, iv, axis=0), scatter_rows_add_at(n, iv, Gv)),
         "jax": jax_both,
     }, repeat)
-    report(f"embedding grad only ({shape})", {
+    _timing.report(f"embedding grad only ({shape})", {
         "numpy": lambda: scatter_rows_numpy(n, iv, Gv),
         "graphc": lambda: grad_only(Ev, iv, Gv),
         "numpy-add.at": lambda: scatter_rows_add_at(n, iv, Gv),

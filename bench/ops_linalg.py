@@ -15,52 +15,21 @@ Every ratio is time / hand-written NumPy time in this run (lower is better); bes
 rounds, the candidates taking turns. JAX is added where it is installed.
 """
 
-import os
+import functools
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
-                           "intra_op_parallelism_threads=1")
-os.environ["JAX_ENABLE_X64"] = "1"
-if hasattr(os, "sched_setaffinity"):  # one core: XLA's CPU client ignores the flags above
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import _timing  # sorts before NumPy, which must load after it: one BLAS thread, one core
+import numpy as np
+import scipy.linalg
+from scipy.linalg import lapack
 
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-import timeit  # noqa: E402
+import graphc as gc
 
-import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
-from scipy.linalg import lapack  # noqa: E402
-
-import graphc as gc  # noqa: E402
-
-HAVE_JAX = importlib.util.find_spec("jax") is not None
+HAVE_JAX = _timing.HAVE_JAX
+report = functools.partial(_timing.report, width=38, min_time=0.05, max_number=1000)
 
 
-def measure(fns: dict, repeat: int) -> dict:
-    """Best seconds per call of each callable; they take turns in every round."""
-    numbers = {}
-    for k, fn in fns.items():
-        fn()  # warm up (and compile)
-        n = 1
-        while timeit.timeit(fn, number=n) < 0.05 and n < 1000:
-            n *= 2
-        numbers[k] = n
-    times = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            times[k] = min(times[k], timeit.timeit(fn, number=numbers[k]) / numbers[k])
-    return times
 
 
-def report(label: str, fns: dict, repeat: int) -> None:
-    t = measure(fns, repeat)
-    hand = t.pop("numpy")
-    cells = [f"{label:<38}", f"numpy {hand * 1e3:9.3f} ms"]
-    cells += [f"{name} {sec / hand:5.2f}x" for name, sec in t.items()]
-    print("  ".join(cells))
-    sys.stdout.flush()
 
 
 # -- Gaussian process ----------------------------------------------------------------------------
