@@ -789,9 +789,27 @@ class Gather(_Advanced):
         return node.graph.apply(op, [n for n, _ in ins])
 
 
+class _Write(_Advanced):
+    """A write of v at advanced-indexed positions of x (`at_add`, `at_set`): operands x, v and
+    the index arrays, one batching rule for both."""
+
+    def batch(self, node, ins, m):
+        from graphc.ops.shape import broadcast_to
+
+        op = self.batched_op()
+        if op is None or any(b for _, b in ins[2:]):
+            return NotImplemented
+        (x, bx), (v, bv) = ins[:2]
+        x = x if bx else broadcast_to(x, (m, *x.shape))
+        window = indexed_shape(node.inputs[0].shape, self.index, self.at,
+                               [a.shape for a in node.inputs[2:]], self.name)
+        v = pad_batched(v, len(window)) if bv else v
+        return node.graph.apply(op, [x, v, *(n for n, _ in ins[2:])])
+
+
 @register
 @dataclasses.dataclass(frozen=True)
-class AtAdd(_Advanced):
+class AtAdd(_Write):
     """`x.at[index].add(v)`: x with v added at the indexed positions, repeated positions
     accumulating (NumPy's `np.add.at`). `zeros`: start from zeros, x lending only its shape
     and dtype (gather's adjoint). Linear in x and v together."""
@@ -840,23 +858,10 @@ class AtAdd(_Advanced):
             return t
         return build(AtAdd(self.index, self.at, True), inputs[0], t, *inputs[2:])
 
-    def batch(self, node, ins, m):
-        from graphc.ops.shape import broadcast_to
-
-        op = self.batched_op()
-        if op is None or any(b for _, b in ins[2:]):
-            return NotImplemented
-        (x, bx), (v, bv) = ins[:2]
-        x = x if bx else broadcast_to(x, (m, *x.shape))
-        window = indexed_shape(node.inputs[0].shape, self.index, self.at,
-                               [a.shape for a in node.inputs[2:]], "at_add")
-        v = pad_batched(v, len(window)) if bv else v
-        return node.graph.apply(op, [x, v, *(n for n, _ in ins[2:])])
-
 
 @register
 @dataclasses.dataclass(frozen=True)
-class AtSet(_Advanced):
+class AtSet(_Write):
     """`x.at[index].set(v)`: x with v written at the indexed positions. Where a position is
     written more than once the last write wins, in C order of the broadcast indices (what
     NumPy's `x[index] = v` does).
@@ -909,19 +914,6 @@ class AtSet(_Advanced):
         if i == 0:
             return build(self, t, 0.0, *inputs[2:])
         return build(self, zeros_like(inputs[0]), t, *inputs[2:])
-
-    def batch(self, node, ins, m):
-        from graphc.ops.shape import broadcast_to
-
-        op = self.batched_op()
-        if op is None or any(b for _, b in ins[2:]):
-            return NotImplemented
-        (x, bx), (v, bv) = ins[:2]
-        x = x if bx else broadcast_to(x, (m, *x.shape))
-        window = indexed_shape(node.inputs[0].shape, self.index, self.at,
-                               [a.shape for a in node.inputs[2:]], "at_set")
-        v = pad_batched(v, len(window)) if bv else v
-        return node.graph.apply(op, [x, v, *(n for n, _ in ins[2:])])
 
 
 @register
