@@ -16,10 +16,22 @@ Both parts are built and compiled once per (loss, wrt, mode) and remembered in t
 (`graphc.autodiff.memo`): every later operator or objective of that loss reuses them, and
 `HessianOperator.update` and `Objective.with_data` move an existing one to new values (a new
 minibatch, new parameters) without building a node or compiling anything.
+
+The same machinery serves every curvature operator (`graphc.curvature`: the generalised
+Gauss-Newton matrix, the empirical Fisher, the Jacobian): a `_Program` holds the nodes
+computed once per point (its `head`: the loss and gradient here) and one or more products,
+each a list of vector inputs and the nodes of its result, split at the point as above.
+
+With `batches=` (a re-iterable of feed dicts for the data inputs) nothing is cached per point:
+each product is a pass over the data set that runs the product's whole graph once per batch
+and sums the results, so no more than one batch's data and intermediates are held at once.
+The estimators of `graphc.estimators` (trace, diagonal, spectral density, top eigenvalues,
+inverse) are re-exported here: `krylov.trace(H)`.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -33,6 +45,13 @@ from graphc.compile import fusion
 from graphc.compile import inputs as input_checks
 from graphc.compile.function import Function
 from graphc.errors import GraphError, InputError, ShapeError
+from graphc.estimators import (  # noqa: F401 (krylov.trace etc.: API.md, "Curvature")
+    diagonal,
+    inverse,
+    spectral_density,
+    top_eigenvalues,
+    trace,
+)
 from graphc.ir import types, walk
 from graphc.ir.graph import Node
 from graphc.ir.op import Constant, Input
@@ -48,30 +67,82 @@ _VIEWS = (Reshape, Transpose, ExpandDims, Squeeze, GetItem, StopGradient)
 _RECOMPUTED = 16  # at most this many nodes are made again to spare the product one fed array
 
 
-class _Program:
-    """Loss, gradient and Hessian-vector product of `loss` in `wrt`, compiled in two parts.
+class _Product:
+    """One product of a program: the inputs standing for its vector, the nodes of its result
+    as built (`outs`), its product part (`function`), the point outputs it reads (`picks`,
+    positions in the point part's outputs) and the inputs it reads itself (`direct`, slots)."""
 
-    Built once per (loss, wrt, mode) and shared by every operator and objective of that loss;
-    it holds no values: those live in the operators and objectives (`values`, one array per
-    node of `inputs`).
+    __slots__ = ("vs", "outs", "function", "picks", "direct", "whole")
+
+    def __init__(self, vs, outs, function, picks, direct):
+        self.vs, self.outs, self.function = vs, outs, function
+        self.picks, self.direct = picks, direct
+        self.whole: Function | None = None  # the unsplit product, compiled for data sets
+
+
+class _Program:
+    """Values computed once per point and products, each compiled in two parts.
+
+    `head`: nodes the point part computes besides what the products read (the loss and its
+    gradient for `objective`, the outputs whose shapes a Jacobian needs); `products`: one
+    (vector inputs, result nodes) pair per product, each split at the point by
+    `_split_at_point`. Built once per operator kind, loss, wrt and mode (inside the graph's
+    transaction) and shared by every operator and objective of them; it holds no values:
+    those live in the operators and objectives (`values`, one array per node of `inputs`).
     """
 
-    def __init__(self, loss: Node, xs: list[Node], vs: list[Node], gs: list[Node],
-                 hv: list[Node], boundary: dict[Node, Node], mode: str):
-        self.xs, self.mode = xs, mode
-        self.n_grad = len(gs)
-        point_outputs = [loss, *gs, *boundary.values()]
-        skip = set(vs) | set(boundary)
-        # the inputs that the product reads itself (data, parameters: a matmul's operand)
-        direct = [n for n in walk.ancestors(hv) if isinstance(n.op, Input) and n not in skip]
+    def __init__(self, xs: list[Node], head: list[Node],
+                 products: list[tuple[list[Node], list[Node]]], mode: str):
+        self.xs, self.mode, self.head = xs, mode, list(head)
+        self.n_grad = len(head) - 1  # for objectives: head = [loss, *gradients]
+        sources: dict[Node, int] = {}  # point node read by a product -> its output position
+        parts, self.made = [], []
+        for vs, outs in products:
+            boundary, rebuilt = _split_at_point(outs, vs)
+            for src in boundary.values():
+                sources.setdefault(src, len(self.head) + len(sources))
+            skip = set(vs) | set(boundary)
+            # the inputs that the product reads itself (data, parameters: a matmul's operand)
+            direct = [n for n in walk.ancestors(rebuilt)
+                      if isinstance(n.op, Input) and n not in skip]
+            unsplit = [n for n in walk.ancestors(outs)
+                       if isinstance(n.op, Input) and n not in skip]
+            parts.append((vs, outs, boundary, rebuilt, direct, unsplit))
+            self.made += [*boundary, *rebuilt]
+        point_outputs = [*self.head, *sources]
         needed = {n for n in walk.ancestors(point_outputs) if isinstance(n.op, Input)}
-        needed.update(direct, xs)
+        for *_, direct, unsplit in parts:
+            needed.update(direct, unsplit)
+        needed.update(xs)
         self.inputs: list[Node] = sorted(needed, key=lambda n: n.index)
         self.slot: dict[Node, int] = {n: k for k, n in enumerate(self.inputs)}
         self.wrt_slots = [self.slot[x] for x in xs]
-        self.direct_slots = [self.slot[n] for n in direct]
         self.point = Function(self.inputs, point_outputs)
-        self.product = Function([*boundary, *direct, *vs], hv)
+        self.products = [
+            _Product(vs, outs, Function([*boundary, *direct, *vs], rebuilt),
+                     [sources[src] for src in boundary.values()],
+                     [self.slot[n] for n in direct])
+            for vs, outs, boundary, rebuilt, direct, _ in parts]
+        self._head_only: Function | None = None
+
+    @property
+    def product(self) -> Function:
+        """The (first) product part."""
+        return self.products[0].function
+
+    def whole(self, k: int) -> Function:
+        """Product `k` in one function of the inputs and the vector, point part included:
+        what a pass over a data set runs per batch (compiled on first use)."""
+        part = self.products[k]
+        if part.whole is None:
+            part.whole = Function([*self.inputs, *part.vs], part.outs)
+        return part.whole
+
+    def head_only(self) -> Function:
+        """The head alone (loss and gradient), for a pass over a data set; compiled once."""
+        if self._head_only is None:
+            self._head_only = Function(self.inputs, self.head)
+        return self._head_only
 
     # -- values -------------------------------------------------------------------------------
     def feed(self, fn: str, at, base: list | None = None, params: bool = True) -> list:
@@ -129,50 +200,37 @@ class _Program:
                         f"{values[k].shape}")
         return values
 
-    def evaluate(self, fn: str, values: list) -> tuple[list, tuple]:
-        """The point part at `values`: ([loss, *grads, ...], the product's leading args)."""
+    def evaluate(self, fn: str, values: list) -> tuple[list, list[tuple]]:
+        """The point part at `values`: ([*head, ...], each product's leading args)."""
         try:
             out = self.point(*values)
         except InputError as e:
             raise InputError(f"{fn}: {e}") from None
-        fed = out[1 + self.n_grad:]
-        args = (*(_canonical(a, n.dtype) for a, n in zip(fed, self.product.inputs)),
-                *(values[k] for k in self.direct_slots))
+        args = [(*(_canonical(out[i], n.dtype) for i, n in zip(p.picks, p.function.inputs)),
+                 *(values[k] for k in p.direct)) for p in self.products]
         return out, args
 
     def layout(self, values: list) -> _Layout:
-        return _Layout(self, [values[k] for k in self.wrt_slots])
+        return _Layout(self.xs, [values[k].shape for k in self.wrt_slots])
 
 
 class _Layout:
-    """How the flat vector of n numbers maps to the wrt tensors: slices, shapes, dtypes."""
+    """How a flat vector of n numbers maps to tensors (the wrt nodes, or a Jacobian's
+    outputs): slices, shapes, dtypes."""
 
-    def __init__(self, program: _Program, wrt_values: list[np.ndarray]):
-        self.program = program
-        self.names = ", ".join(repr(x.name) for x in program.xs)
-        sizes = [v.size for v in wrt_values]
-        ends = np.cumsum(sizes).tolist()
+    def __init__(self, nodes: list[Node], shapes: list[tuple[int, ...]]):
+        self.names = ", ".join(repr(x.name) for x in nodes)
+        ends = np.cumsum([math.prod(shape) for shape in shapes]).tolist()
         self.size = int(ends[-1])
         self.shape = (self.size,)
-        # (start, stop, shape, dtype to cast to or None) per wrt tensor
-        self.parts = [(a, b, v.shape, None if x.dtype == _F64 else x.dtype)
-                      for a, b, v, x in zip([0, *ends[:-1]], ends, wrt_values, program.xs)]
+        # (start, stop, shape, dtype to cast to or None) per tensor
+        self.parts = [(a, b, tuple(shape), None if x.dtype == _F64 else x.dtype)
+                      for a, b, shape, x in zip([0, *ends[:-1]], ends, shapes, nodes)]
 
     def split(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Views of a float64 vector as the wrt tensors (copies where a wrt dtype differs)."""
+        """Views of a float64 vector as the tensors (copies where a dtype differs)."""
         return [theta[a:b].reshape(shape) if cast is None else
                 theta[a:b].reshape(shape).astype(cast) for a, b, shape, cast in self.parts]
-
-    def product(self, args: tuple, p: np.ndarray) -> np.ndarray:
-        """H p for a float64 vector p of the right shape, a fresh flat float64 array."""
-        return _flat(self.program.product(*args, *self.split(_canonical(p, _F64))))
-
-    def hessp(self, fn: str, args: tuple, p) -> np.ndarray:
-        """H p, flattened; a complex p gives H Re(p) + i H Im(p) (the Hessian is real)."""
-        p = self.check(fn, p, "the vector", complex_ok=True)
-        if p.dtype.kind == "c":
-            return self.product(args, p.real.copy()) + 1j * self.product(args, p.imag.copy())
-        return self.product(args, p)
 
     def check(self, fn: str, theta, what: str, complex_ok: bool = False) -> np.ndarray:
         """`theta` as a float64 (or, if `complex_ok`, complex128) vector of the right size;
@@ -204,17 +262,17 @@ class _Layout:
         return arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
 
 
-def _input_node(fn: str, g, key) -> Node:
-    """The input node that a key of `at` (a node or a name) stands for."""
+def _input_node(fn: str, g, key, what: str = "`at` key") -> Node:
+    """The input node that a key of `at` or of a batch (a node or a name) stands for."""
     if isinstance(key, str):
         node = g.get(key)
         if node is None:
-            raise GraphError(f"{fn}: `at` key {key!r} names no node of graph {g.name!r}")
+            raise GraphError(f"{fn}: {what} {key!r} names no node of graph {g.name!r}")
     else:
         node = key
-    check_node(fn, "a key of `at`", node, g)
+    check_node(fn, f"a {what}", node, g)
     if not isinstance(node.op, Input):
-        raise GraphError(f"{fn}: `at` key {node.name!r} is not an input node")
+        raise GraphError(f"{fn}: {what} {node.name!r} is not an input node")
     return node
 
 
@@ -222,34 +280,190 @@ def _length(program: _Program, values: list) -> int:
     return int(sum(values[k].size for k in program.wrt_slots))
 
 
-class HessianOperator(scipy.sparse.linalg.LinearOperator):
-    """A symmetric `LinearOperator` whose products are Hessian-vector products at one point.
+class _DataSet:
+    """`batches=`: a data set given as a re-iterable of feed dicts for the data inputs.
 
-    `update(at)` moves it to new input values (a new minibatch, new parameters): one forward
-    and gradient pass, no new graph nodes, no compiling. A vector of the wrong size or of
-    non-numbers raises `gc.InputError` (a ValueError, as SciPy expects) that says which
-    flattened parameters the operator acts on. A complex vector gives the complex product
-    H Re(v) + i H Im(v) (the Hessian is real), as `eigsh` or `gmres` with a complex shift
-    expect; an (n, 1) column gives an (n, 1) column.
+    The data inputs are the program's inputs that `at` does not hold. Every product (and an
+    objective's loss and gradient) is one pass over the batches that sums the batches'
+    results; the batches are read again on every pass, so they must be re-iterable (a list,
+    or a loader whose `__iter__` starts afresh), and every pass must give as many batches as
+    the first. Made while the operator is built, which reads the first batch to check it.
     """
 
-    def __init__(self, fn: str, program: _Program, layout: _Layout, values: list,
-                 args: tuple):
-        super().__init__(np.float64, (layout.size, layout.size))
-        self._fn, self._program, self._layout = fn, program, layout
-        self._values, self._args = values, args
+    def __init__(self, fn: str, program: _Program, batches, at: dict, progress: bool):
+        if isinstance(batches, dict):
+            raise GraphError(f"{fn}: batches must be a re-iterable of feed dicts (a list of "
+                             "dicts), got one dict; pass [feed] for a single batch")
+        try:
+            first_pass = iter(batches)
+        except TypeError:
+            raise GraphError(f"{fn}: batches must be a re-iterable of feed dicts (a list of "
+                             f"dicts), got {type(batches).__name__}, which is not "
+                             "iterable") from None
+        if first_pass is batches:
+            raise GraphError(f"{fn}: batches must be re-iterable (a list, or an object whose "
+                             f"__iter__ starts afresh): every product is a pass over them, but "
+                             f"{type(batches).__name__} is an iterator, which the first pass "
+                             "would use up")
+        g = program.xs[0].graph
+        self.graph, self.batches, self.progress = g, batches, bool(progress)
+        self.program, self.passes = program, 0
+        self.count: int | None = None  # batches per pass, known after the first
+        self.wrt = set(program.xs)
+        self.fixed = {_input_node(fn, g, key) for key in at}
+        self.data_slots = [k for k, n in enumerate(program.inputs) if n not in self.fixed]
+        first = next(first_pass, None)
+        if first is None:
+            raise GraphError(f"{fn}: batches gave no batch: a data set needs at least one")
+        self.first = self.resolve(fn, 0, first)
+
+    def resolve(self, fn: str, k: int, batch) -> dict[int, object]:
+        """Batch `k` checked (a dict; data inputs only; every one the program needs) as
+        {slot in the program's inputs: value}; inputs the program does not need are left out."""
+        if not isinstance(batch, dict):
+            raise GraphError(f"{fn}: batch {k} must be a dict mapping data inputs (nodes or "
+                             f"names) to values, got {type(batch).__name__}")
+        out: dict[int, object] = {}
+        for key, value in batch.items():
+            node = _input_node(fn, self.graph, key, what=f"batch {k} key")
+            if node in self.wrt:
+                raise InputError(f"{fn}: batch {k} feeds {node.name!r}, a parameter (a wrt "
+                                 "node): with batches=, `at` holds the parameters and the "
+                                 "batches the data")
+            if node in self.fixed:
+                raise InputError(f"{fn}: batch {k} feeds {node.name!r}, which `at` holds "
+                                 "already: an input comes from `at` or from the batches, "
+                                 "not both")
+            slot = self.program.slot.get(node)
+            if slot is not None:
+                out[slot] = value
+        for slot in self.data_slots:
+            if slot not in out:
+                n = self.program.inputs[slot]
+                raise InputError(f"{fn}: batch {k} has no value for data input {n.name!r} "
+                                 f"(shape {types.fmt_shape(n.shape)}), which the operator "
+                                 "needs (`at` does not hold it)")
+        return out
+
+    def completed(self, at: dict) -> dict:
+        """`at` with the first batch's data put in: what the values are checked against once,
+        and what they hold between passes."""
+        inputs = self.program.inputs
+        return {**at, **{inputs[slot]: value for slot, value in self.first.items()}}
+
+    def refuse(self, fn: str, at: dict) -> None:
+        """A data input in `at` (of `update`, `with_data`) is an error: the batches feed it."""
+        data = {self.program.inputs[slot] for slot in self.data_slots}
+        for key in at:
+            node = _input_node(fn, self.graph, key)
+            if node in data:
+                raise InputError(f"{fn}: {node.name!r} is a data input, fed by the batches; "
+                                 "`at` holds the other inputs")
+
+    def total(self, fn: str, values: list, call, size: int) -> np.ndarray:
+        """The sum over the batches of `call(values with the batch's data put in)`, a flat
+        float64 array of `size` numbers per batch; a tqdm bar shows the pass if asked for."""
+        batches = iter(self.batches)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(self.batches) if hasattr(self.batches, "__len__") else None,
+                       desc=f"{fn}: batches", unit="batch", leave=False)
+        total, count = None, 0
+        try:
+            for count, batch in enumerate(batches, start=1):  # noqa: B007 (count after)
+                k = count - 1
+                vals = list(values)
+                for slot, value in self.resolve(fn, k, batch).items():
+                    vals[slot] = value
+                try:
+                    part = call(vals)
+                except InputError as e:
+                    raise InputError(f"{fn}: batch {k}: {e}") from None
+                if part.size != size:
+                    raise InputError(f"{fn}: batch {k} gives {part.size} numbers where the "
+                                     f"operator's shape says {size}: the product's shape must "
+                                     "not depend on the batch")
+                if total is None:
+                    total = part
+                else:
+                    total += part
+                if bar is not None:
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        self.passes += 1
+        if self.count is not None and count != self.count or count == 0:
+            raise GraphError(f"{fn}: pass {self.passes} over batches gave {count} batches, "
+                             f"the first {self.count or 'at least 1'}: batches must give the "
+                             "same batches on every pass (a list, or a loader whose __iter__ "
+                             "starts afresh), not an iterable that a pass uses up")
+        self.count = count
+        return total
+
+
+def _values(fn: str, program: _Program, at, batches, progress: bool):
+    """(`at`'s values checked, as `program.feed` gives them; the data set or None)."""
+    if batches is None:
+        return program.feed(fn, at), None
+    if not isinstance(at, dict):
+        raise GraphError(f"{fn}: `at` must map input nodes (or their names) to values, got "
+                         f"{type(at).__name__}")
+    data = _DataSet(fn, program, batches, at, progress)
+    return program.feed(fn, data.completed(at)), data
+
+
+class PointOperator(scipy.sparse.linalg.LinearOperator):
+    """A `LinearOperator` whose products are a program's: the point part computed once per
+    point (at construction and `update`), each product running the product part only; with
+    `batches=`, each product is a pass over the data set instead (nothing is cached).
+
+    Product 0 gives `matvec`; `rmatvec` is product `TRANSPOSE` (0 again for a symmetric
+    operator). Vectors are checked as `HessianOperator`'s are: a float64 vector of the right
+    size goes straight to the product; a complex one gives the product of its real and
+    imaginary parts; an (n, 1) column gives a column; anything else raises `gc.InputError`.
+    The base of `HessianOperator` and of `graphc.curvature`'s operators.
+    """
+
+    TRANSPOSE = 0
+
+    def __init__(self, fn: str, program: _Program, values: list, data: _DataSet | None = None,
+                 point: tuple[list, list] | None = None):
+        self._fn, self._program, self._data = fn, program, data
+        self._in = program.layout(values)
+        self._out = self._in
+        super().__init__(np.float64, (self._in.size, self._in.size))
+        self._move(fn, values, point)
 
     @property
     def mode(self) -> str:
         """The HVP mode used ("forward" or "reverse")."""
         return self._program.mode
 
-    def update(self, at: dict) -> HessianOperator:
-        """Move the operator to new values of any inputs (`at`: input node or name -> value;
-        the others keep theirs), computing the point part once; returns the operator.
+    def _move(self, fn: str, values: list, point: tuple[list, list] | None = None) -> None:
+        """Compute the point part at `values` (unless given, or the data come in batches) and
+        only then take the new values: a failure leaves the operator as it was."""
+        if point is None and self._data is None:
+            point = self._program.evaluate(fn, values)
+        out = self._output(fn, values, None if point is None else point[0])
+        self._values, self._args = values, None if point is None else point[1]
+        if out is not self._out:
+            self._out = out
+            self.shape = (out.size, self._in.size)
+
+    def _output(self, fn: str, values: list, head: list | None) -> _Layout:
+        """The layout of the products' results (a non-square operator's override)."""
+        return self._in
+
+    def update(self, at: dict) -> PointOperator:
+        """Move the operator to new input values (`at`: input node or name -> value; the
+        others keep theirs), computing the point part once; returns the operator.
 
         Each value is checked as at construction; a bad key or value raises and leaves the
-        operator as it was. The parameters (wrt nodes) keep their shapes.
+        operator as it was. The parameters (wrt nodes) keep their shapes. With `batches=`,
+        `at` may not feed a data input (the batches do).
 
         Examples:
             >>> import numpy as np, graphc as gc
@@ -264,24 +478,66 @@ class HessianOperator(scipy.sparse.linalg.LinearOperator):
             array([  6., -12.])
         """
         fn = f"{self._fn}.update"
+        if self._data is not None and isinstance(at, dict):
+            self._data.refuse(fn, at)
         values = self._program.feed(fn, at, self._values)
-        _, args = self._program.evaluate(fn, values)
-        self._values, self._args = values, args
+        self._move(fn, values)
         return self
 
-    def _matvec(self, p):
-        return self._layout.hessp(self._fn, self._args, p)
+    def _product(self, k: int, into: _Layout, out: _Layout, p: np.ndarray) -> np.ndarray:
+        """Product `k` of a float64 vector p (`into`'s layout), a fresh flat float64 array."""
+        if self._data is None:
+            return _flat(self._program.products[k].function(*self._args[k],
+                                                             *into.split(_canonical(p, _F64))))
+        whole, parts = self._program.whole(k), into.split(_canonical(p, _F64))
+        return self._data.total(self._fn, self._values, lambda vals: _flat(whole(*vals, *parts)),
+                                out.size)
 
-    _rmatvec = _matvec
+    def _apply(self, k: int, into: _Layout, out: _Layout, p) -> np.ndarray:
+        return _real_linear(self._fn, into, lambda q: self._product(k, into, out, q), p)
+
+    def _matvec(self, p):
+        return self._apply(0, self._in, self._out, p)
+
+    def _rmatvec(self, p):
+        return self._apply(self.TRANSPOSE, self._out, self._in, p)
 
     def matvec(self, x):
-        layout = self._layout
-        if type(x) is np.ndarray and x.dtype == _F64 and x.shape == layout.shape:
-            return layout.product(self._args, x)  # what Krylov solvers pass: no more checks
-        arr = layout.check(self._fn, x, "the vector", complex_ok=True)
+        into = self._in
+        if type(x) is np.ndarray and x.dtype == _F64 and x.shape == into.shape:
+            return self._product(0, into, self._out, x)  # what Krylov solvers pass: no checks
+        arr = into.check(self._fn, x, "the vector", complex_ok=True)
         return super().matvec(arr[:, None] if np.ndim(x) == 2 else arr)
 
-    rmatvec = matvec
+    def rmatvec(self, x):
+        into = self._out
+        if type(x) is np.ndarray and x.dtype == _F64 and x.shape == into.shape:
+            return self._product(self.TRANSPOSE, into, self._in, x)
+        arr = into.check(self._fn, x, "the vector", complex_ok=True)
+        return super().rmatvec(arr[:, None] if np.ndim(x) == 2 else arr)
+
+
+class HessianOperator(PointOperator):
+    """A symmetric `LinearOperator` whose products are Hessian-vector products at one point.
+
+    `update(at)` moves it to new input values (a new minibatch, new parameters): one forward
+    and gradient pass, no new graph nodes, no compiling. A vector of the wrong size or of
+    non-numbers raises `gc.InputError` (a ValueError, as SciPy expects) that says which
+    flattened parameters the operator acts on. A complex vector gives the complex product
+    H Re(v) + i H Im(v) (the Hessian is real), as `eigsh` or `gmres` with a complex shift
+    expect; an (n, 1) column gives an (n, 1) column. With `batches=`, a product is the sum
+    of the batches' Hessian-vector products, each batch's forward and gradient pass run again
+    by every product.
+    """
+
+
+def _real_linear(fn: str, into: _Layout, product, p) -> np.ndarray:
+    """`product` (of a float64 vector) of any vector `into.check` accepts; a complex p gives
+    A Re(p) + i A Im(p), the operators being real."""
+    p = into.check(fn, p, "the vector", complex_ok=True)
+    if p.dtype.kind == "c":
+        return product(p.real.copy()) + 1j * product(p.imag.copy())
+    return product(p)
 
 
 def _flat(parts: list[np.ndarray]) -> np.ndarray:
@@ -436,17 +692,8 @@ def _absorbed(n: Node) -> list[bool] | None:
     return flags if any(flags) and not all(flags) else None
 
 
-def _program(fn: str, loss, wrt, at, mode: str) -> tuple[_Program, list]:
-    """The program for (loss, wrt, mode), built and compiled on first use, and the checked
-    values of `at`; a bad argument raises and leaves the graph as it was."""
-    if mode not in MODES:
-        raise GraphError(f"{fn}: mode must be one of {MODES}, got {mode!r}")
-    check_node(fn, "loss", loss)
-    if loss.shape != ():
-        raise ShapeError(f"{fn}: loss must be a scalar, got node {loss.name!r} of shape "
-                         f"{types.fmt_shape(loss.shape)}")
-    check_float(loss, fn, "loss")
-    g = loss.graph
+def _wrt_nodes(fn: str, g, wrt, at) -> list[Node]:
+    """`wrt` checked (distinct float input nodes of `g`, each with a value in `at`), as a list."""
     xs = [wrt] if isinstance(wrt, Node) else list(wrt) if isinstance(
         wrt, (list, tuple)) else None
     if not xs:
@@ -466,24 +713,66 @@ def _program(fn: str, loss, wrt, at, mode: str) -> tuple[_Program, list]:
             raise GraphError(f"{fn}: `at` has no value for wrt node {x.name!r}")
     if len(set(xs)) != len(xs):
         raise GraphError(f"{fn}: a wrt node is listed twice")
-    hit = memo.lookup(g, "krylov", loss, xs, mode)
+    return xs
+
+
+def compile_products(fn: str, key: tuple, wrt, at, build, batches=None, progress=False):
+    """(program, values, data set or None) for the products that `build` describes.
+
+    The program is built and compiled on first use and remembered in the graph under `key`
+    (a kind, then nodes and words: `("krylov", loss, mode)`) and the wrt nodes; `at`'s values
+    are checked (completed with the first batch's data when `batches` is given). A bad
+    argument raises and leaves the graph as it was. `build(xs, vs)` gets the wrt nodes and
+    one new input per wrt node standing for the vector, and returns (head, [(vector inputs,
+    result nodes), ...], the HVP mode used); it runs inside the graph's transaction. The
+    building block of `hessian_operator`, `objective` and `graphc.curvature`.
+    """
+    g = key[1].graph
+    xs = _wrt_nodes(fn, g, wrt, at)
+    hit = memo.lookup(g, *key, xs)
     if hit is not None:
         program = hit[1]
-        return program, program.feed(fn, at)
+        return program, *_values(fn, program, at, batches, progress)
     with g.transaction(), g.role("grad"):
         vs = [g.input(g.fresh_name(f"v({x.name})"), x.shape, x.dtype) for x in xs]
+        head, products, mode_used = build(xs, vs)
+        program = _Program(xs, head, products, mode_used)
+        # a bad value (or batch) removes what was built, too
+        values, data = _values(fn, program, at, batches, progress)
+    memo.remember(g, *key, xs, value=((vs, head, products, program.made), program))
+    return program, values, data
+
+
+def _check_loss(fn: str, loss, mode: str) -> None:
+    if mode not in MODES:
+        raise GraphError(f"{fn}: mode must be one of {MODES}, got {mode!r}")
+    check_node(fn, "loss", loss)
+    if loss.shape != ():
+        raise ShapeError(f"{fn}: loss must be a scalar, got node {loss.name!r} of shape "
+                         f"{types.fmt_shape(loss.shape)}")
+    check_float(loss, fn, "loss")
+
+
+def _hessian_program(fn: str, loss, wrt, at, mode: str, batches, progress: bool):
+    """The program of the loss, its gradient and its HVP in `wrt`: head [loss, *gradients]."""
+    _check_loss(fn, loss, mode)
+
+    def build(xs, vs):
         gs, hv, mode_used = hvp_and_grad(loss, xs, vs, mode)
-        boundary, hv = _split_at_point(hv, vs)
-        program = _Program(loss, xs, vs, gs, hv, boundary, mode_used)
-        values = program.feed(fn, at)  # a bad value removes what was built, too
-    memo.remember(g, "krylov", loss, xs, mode, value=((vs, gs, hv, boundary), program))
-    return program, values
+        return [loss, *gs], [(vs, hv)], mode_used
+
+    return compile_products(fn, ("krylov", loss, mode), wrt, at, build, batches, progress)
 
 
-def hessian_operator(loss, wrt, at: dict, mode: str = "auto") -> HessianOperator:
+def hessian_operator(loss, wrt, at: dict, mode: str = "auto", batches=None,
+                     progress: bool = False) -> HessianOperator:
     """The Hessian of `loss` in `wrt` at `at`, as a SciPy `LinearOperator` for cg/eigsh/minres.
 
     Built and compiled once per (loss, wrt, mode); `H.update(at=...)` moves it to new values.
+    With `batches` (a re-iterable of feed dicts for the data inputs; `at` then holds the
+    parameters and any other fixed inputs), a product is the sum of the batches' products:
+    for a loss that is a mean over its batch, the sum of the per-batch means' Hessians
+    (`progress=True` shows each pass with tqdm).
 
     Examples:
         >>> import numpy as np, scipy.sparse.linalg as sla, graphc as gc
@@ -494,11 +783,15 @@ def hessian_operator(loss, wrt, at: dict, mode: str = "auto") -> HessianOperator
         ((3, 3), array([2., 2., 2.]))
         >>> sla.cg(H, np.ones(3))[0]
         array([0.5, 0.5, 0.5])
+        >>> a = g.input("a", shape=("m",))            # data, in two batches
+        >>> H = gc.hessian_operator((a.sum() * x ** 2).sum(), x, at={x: np.zeros(3)},
+        ...                         batches=[{a: np.ones(2)}, {a: np.ones(3)}])
+        >>> H @ np.ones(3)                            # 2 (2 + 3) per entry
+        array([10., 10., 10.])
     """
     fn = "hessian_operator"
-    program, values = _program(fn, loss, wrt, at, mode)
-    _, args = program.evaluate(fn, values)
-    return HessianOperator(fn, program, program.layout(values), values, args)
+    program, values, data = _hessian_program(fn, loss, wrt, at, mode, batches, progress)
+    return HessianOperator(fn, program, values, data)
 
 
 class Objective:
@@ -508,36 +801,49 @@ class Objective:
     computed once per theta (the last theta is cached), so `fun` then `jac` then many `hessp`
     at one point cost one forward-and-gradient pass plus one product pass each.
     `with_data(at)` gives the objective at new data (a new minibatch), sharing the compiled
-    program.
+    program. With `batches=`, `fun` and `jac` (one pass over the batches per theta, cached)
+    and each `hessp` (one pass) are sums over the batches.
     """
 
-    def __init__(self, fn: str, program: _Program, layout: _Layout, values: list,
-                 x0: np.ndarray):
-        self._fn, self._prog, self._layout, self._values = fn, program, layout, values
+    def __init__(self, fn: str, program: _Program, values: list, x0: np.ndarray,
+                 data: _DataSet | None = None):
+        self._fn, self._prog, self._values, self._data = fn, program, values, data
+        self._layout = program.layout(values)
         self.x0: np.ndarray = x0
         self.mode: str = program.mode
         # (theta's bytes, (point outputs, product args, input values)): one tuple, replaced
         # whole, so threads sharing the objective never pair one theta with another's point
-        self._cache: tuple[bytes, tuple[list, tuple, list]] | None = None
+        self._cache: tuple[bytes, tuple[list, list, list]] | None = None
 
     def __repr__(self) -> str:
         return (f"<Objective over {self._layout.names}: {self._layout.size} parameters, "
                 f"hvp mode {self.mode!r}>")
 
-    def _at(self, theta) -> tuple[list, tuple, list]:
-        """(point outputs, product args, input values) at theta; the last point is cached."""
+    def _at(self, theta) -> tuple[list, list, list]:
+        """(point outputs, product args, input values) at theta; the last point is cached.
+        With batches: ([loss, flat gradient] summed over the batches, None, input values)."""
         theta = self._layout.check(self._fn, theta, "theta")
         key = theta.tobytes()
         cache = self._cache
         if cache is not None and cache[0] == key:
             return cache[1]
-        theta = theta.copy()  # the product reads the parameters: keep them from the caller
+        values = self._with(theta.copy())  # the product reads the parameters: keep a copy
+        if self._data is None:
+            out, args = self._prog.evaluate(self._fn, values)
+        else:
+            head = self._prog.head_only()
+            sums = self._data.total(self._fn, values, lambda vals: _flat(head(*vals)),
+                                    1 + self._layout.size)
+            out, args = [sums[0], sums[1:]], None
+        self._cache = (key, (out, args, values))
+        return out, args, values
+
+    def _with(self, theta: np.ndarray) -> list:
+        """The input values with the parameters taken from (the float64 vector) theta."""
         values = list(self._values)
         for k, part in zip(self._prog.wrt_slots, self._layout.split(theta)):
             values[k] = part
-        out, args = self._prog.evaluate(self._fn, values)
-        self._cache = (key, (out, args, values))
-        return out, args, values
+        return values
 
     def fun(self, theta) -> float:
         """The loss at theta."""
@@ -545,24 +851,34 @@ class Objective:
 
     def jac(self, theta) -> np.ndarray:
         """The gradient at theta, flattened (a fresh array)."""
-        grads = self._at(theta)[0][1:1 + self._prog.n_grad]
-        return np.concatenate([np.ravel(a) for a in grads], dtype=np.float64)
+        out = self._at(theta)[0]
+        if self._data is not None:
+            return out[1].copy()
+        return np.concatenate([np.ravel(a) for a in out[1:1 + self._prog.n_grad]],
+                              dtype=np.float64)
 
     def hessp(self, theta, p) -> np.ndarray:
         """The Hessian at theta times p."""
-        return self._layout.hessp(self._fn, self._at(theta)[1], p)
+        if self._data is not None:
+            return self.hess_operator(theta)._matvec(p)
+        args, product, layout = self._at(theta)[1][0], self._prog.product, self._layout
+        return _real_linear(self._fn, layout, lambda q: _flat(
+            product(*args, *layout.split(_canonical(q, _F64)))), p)
 
     def hess_operator(self, theta) -> HessianOperator:
         """The Hessian at theta as a `LinearOperator` (the point part computed now, once)."""
-        _, args, values = self._at(theta)
-        return HessianOperator(self._fn, self._prog, self._layout, values, args)
+        if self._data is not None:
+            theta = self._layout.check(self._fn, theta, "theta")
+            return HessianOperator(self._fn, self._prog, self._with(theta.copy()), self._data)
+        out, args, values = self._at(theta)
+        return HessianOperator(self._fn, self._prog, values, point=(out, args))
 
     def with_data(self, at: dict) -> Objective:
         """This objective at new values of the non-parameter inputs (`at`: input node or name
         -> value; the others keep theirs), sharing the compiled program; `x0` is kept.
 
         Each value is checked as at construction; a bad one raises and leaves this
-        objective as it was.
+        objective as it was. With `batches=`, the batches keep feeding the data inputs.
 
         Examples:
             >>> import numpy as np, graphc as gc
@@ -573,14 +889,20 @@ class Objective:
             >>> obj.fun(obj.x0), obj.with_data({a: np.ones(5)}).fun(obj.x0)
             (6.0, 10.0)
         """
-        values = self._prog.feed(f"{self._fn}.with_data", at, self._values, params=False)
-        return Objective(self._fn, self._prog, self._layout, values, self.x0.copy())
+        fn = f"{self._fn}.with_data"
+        if self._data is not None and isinstance(at, dict):
+            self._data.refuse(fn, at)
+        values = self._prog.feed(fn, at, self._values, params=False)
+        return Objective(self._fn, self._prog, values, self.x0.copy(), self._data)
 
 
-def objective(loss, wrt, at: dict, mode: str = "auto") -> Objective:
+def objective(loss, wrt, at: dict, mode: str = "auto", batches=None,
+              progress: bool = False) -> Objective:
     """An object with `x0`, `fun`, `jac`, `hessp`, `hess_operator` for `scipy.optimize`.
 
     Built and compiled once per (loss, wrt, mode); `obj.with_data(at)` gives it new data.
+    With `batches` (see `hessian_operator`), the loss, gradient and products are sums over
+    the batches.
 
     Examples:
         >>> import numpy as np, scipy.optimize, graphc as gc
@@ -594,7 +916,6 @@ def objective(loss, wrt, at: dict, mode: str = "auto") -> Objective:
         (True, array([ 0.3149, -2.    ]))
     """
     fn = "objective"
-    program, values = _program(fn, loss, wrt, at, mode)
-    layout = program.layout(values)
+    program, values, data = _hessian_program(fn, loss, wrt, at, mode, batches, progress)
     x0 = np.concatenate([np.ravel(values[k]) for k in program.wrt_slots], dtype=np.float64)
-    return Objective(fn, program, layout, values, x0)
+    return Objective(fn, program, values, x0, data)

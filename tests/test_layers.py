@@ -10,8 +10,8 @@ internals. As enforced here:
   through the package (`from graphc.rewrite import optimize`), never a module inside it
   (`graphc.rewrite.engine`): those modules are internals; `ir` and `ops` are the foundation
   everything builds on, module by module;
-- nothing but the top (`graphc/__init__.py`, `__main__.py`, `demo.py`, `krylov.py`) imports
-  the top; the top may use every part;
+- nothing but the top (`graphc/__init__.py`, `__main__.py`, `demo.py`, `krylov.py`,
+  `curvature.py`, `estimators.py`) imports the top; the top may use every part;
 - no two modules import each other, directly or around a cycle, lazily or not (a
   `TYPE_CHECKING` import never runs and does not count), except inside `ops`, whose op
   builders call each other through lazy imports;
@@ -33,7 +33,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "graphc"
-TOP = {"graphc", "graphc.__main__", "graphc.demo", "graphc.krylov"}
+TOP = {"graphc", "graphc.__main__", "graphc.demo", "graphc.krylov", "graphc.curvature",
+       "graphc.estimators"}
 
 # part -> the parts its modules may import (its own part always)
 USES: dict[str, set[str]] = {
@@ -154,7 +155,8 @@ def problems(path: Path, source: str, used: set | None = None) -> list[str]:
             continue
         if to == "top" or target == "graphc":
             out.append(f"{where}:{line}: `{text}` imports the top package from the {part} "
-                       "part; only graphc/__init__.py, __main__.py, demo.py, krylov.py may")
+                       "part; only graphc/__init__.py, __main__.py, demo.py, krylov.py, "
+                       "curvature.py, estimators.py may")
         elif to not in USES[part]:
             allowed = ", ".join(sorted(USES[part])) or "nothing of graphc"
             out.append(f"{where}:{line}: `{text}`: the {part} part may not use {to} (it "
