@@ -33,6 +33,7 @@ from graphc.errors import (
 from graphc.export import GraphvizError, debugprint, load, render, save, to_dot
 from graphc.export.sympy_bridge import from_sympy, to_sympy
 from graphc.ir import Graph, Node, Op, register
+from graphc.curvature import empirical_fisher_operator, ggn_operator, jacobian_operator
 from graphc.krylov import Objective, hessian_operator, objective
 from graphc.ops import (
     abs,
@@ -180,4 +181,6 @@ __all__ = [
     "argsort", "cumprod", "cumsum", "sort", "flip", "meshgrid", "moveaxis", "pad", "repeat",
     "roll", "tile", "tril", "triu", "arange", "eye", "full", "linspace", "ones", "zeros",
     "einsum", "tensordot",
+    # issue 18: curvature operators (the estimators are graphc.krylov's)
+    "ggn_operator", "empirical_fisher_operator", "jacobian_operator",
 ]

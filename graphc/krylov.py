@@ -430,10 +430,10 @@ class PointOperator(scipy.sparse.linalg.LinearOperator):
     TRANSPOSE = 0
 
     def __init__(self, fn: str, program: _Program, values: list, data: _DataSet | None = None,
-                 point: tuple[list, list] | None = None):
+                 point: tuple[list, list] | None = None, outputs: list[Node] | None = None):
         self._fn, self._program, self._data = fn, program, data
-        self._in = program.layout(values)
-        self._out = self._in
+        self._in = self._out = program.layout(values)
+        self._outputs = outputs  # a non-square operator's: the head's first nodes
         super().__init__(np.float64, (self._in.size, self._in.size))
         self._move(fn, values, point)
 
@@ -447,15 +447,21 @@ class PointOperator(scipy.sparse.linalg.LinearOperator):
         only then take the new values: a failure leaves the operator as it was."""
         if point is None and self._data is None:
             point = self._program.evaluate(fn, values)
-        out = self._output(fn, values, None if point is None else point[0])
+        out = self._in if self._outputs is None else self._output(values, point)
         self._values, self._args = values, None if point is None else point[1]
-        if out is not self._out:
-            self._out = out
-            self.shape = (out.size, self._in.size)
+        self._out, self.shape = out, (out.size, self._in.size)
 
-    def _output(self, fn: str, values: list, head: list | None) -> _Layout:
-        """The layout of the products' results (a non-square operator's override)."""
-        return self._in
+    def _output(self, values: list, point: tuple[list, list] | None) -> _Layout:
+        """The layout of the results of product 0 (`outputs`, the first nodes of the head):
+        their shapes at this point, the static ones, or those of the first batch."""
+        nodes = self._outputs
+        if point is not None:
+            head = point[0]
+        elif all(types.is_static(n.shape) for n in nodes):
+            head = [np.empty(tuple(int(d) for d in n.shape), np.bool_) for n in nodes]
+        else:  # with batches: `values` hold the first batch's data between passes
+            head = self._program.head_only()(*values)
+        return _Layout(nodes, [np.shape(a) for a in head[:len(nodes)]])
 
     def update(self, at: dict) -> PointOperator:
         """Move the operator to new input values (`at`: input node or name -> value; the
@@ -743,7 +749,8 @@ def compile_products(fn: str, key: tuple, wrt, at, build, batches=None, progress
     return program, values, data
 
 
-def _check_loss(fn: str, loss, mode: str) -> None:
+def check_loss(fn: str, loss, mode: str) -> None:
+    """`loss` must be a scalar float node and `mode` an HVP mode."""
     if mode not in MODES:
         raise GraphError(f"{fn}: mode must be one of {MODES}, got {mode!r}")
     check_node(fn, "loss", loss)
@@ -755,7 +762,7 @@ def _check_loss(fn: str, loss, mode: str) -> None:
 
 def _hessian_program(fn: str, loss, wrt, at, mode: str, batches, progress: bool):
     """The program of the loss, its gradient and its HVP in `wrt`: head [loss, *gradients]."""
-    _check_loss(fn, loss, mode)
+    check_loss(fn, loss, mode)
 
     def build(xs, vs):
         gs, hv, mode_used = hvp_and_grad(loss, xs, vs, mode)
