@@ -20,6 +20,7 @@ from graphc.autodiff import (
     vmap,
 )
 from graphc.compile import Function, eval, function
+from graphc.curvature import empirical_fisher_operator, ggn_operator, jacobian_operator
 from graphc.errors import (
     DisconnectedError,
     GradCheckError,
@@ -33,7 +34,6 @@ from graphc.errors import (
 from graphc.export import GraphvizError, debugprint, load, render, save, to_dot
 from graphc.export.sympy_bridge import from_sympy, to_sympy
 from graphc.ir import Graph, Node, Op, register
-from graphc.curvature import empirical_fisher_operator, ggn_operator, jacobian_operator
 from graphc.krylov import Objective, hessian_operator, objective
 from graphc.ops import (
     abs,
