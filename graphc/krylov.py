@@ -48,6 +48,7 @@ from graphc.errors import GraphError, InputError, ShapeError
 from graphc.estimators import (  # noqa: F401 (krylov.trace etc.: API.md, "Curvature")
     diagonal,
     inverse,
+    plot_density,
     spectral_density,
     top_eigenvalues,
     trace,
