@@ -54,7 +54,10 @@ def _count(fn: str, what: str, value, least: int = 1) -> int:
 
 def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
     """A vector of independent +1 and -1, each with probability 1/2."""
-    return rng.integers(0, 2, size=n).astype(np.float64) * 2.0 - 1.0
+    z = rng.integers(0, 2, size=n, dtype=np.int8).astype(np.float64)
+    z *= 2.0
+    z -= 1.0
+    return z
 
 
 def _product(A, z: np.ndarray) -> np.ndarray:
@@ -90,17 +93,18 @@ def trace(op, samples: int = 100, method: str = "hutch++", seed=None) -> float:
             total += float(z @ _product(A, z))
         return total / m
     k = m // 3  # the sketch's width; the products are k (A S), k (A Q) and m - 2k probes
-    sketch = np.empty((n, k))
+    sketch = np.empty((k, n))  # (A S)^T: each product a contiguous row
     for j in range(k):
-        sketch[:, j] = _product(A, _rademacher(rng, n))
-    Q = np.linalg.qr(sketch)[0]  # an orthonormal basis of A S's range
+        sketch[j] = _product(A, _rademacher(rng, n))
+    # an orthonormal basis of A S's range, as the rows of Q^T (LAPACK reads sketch.T, a
+    # Fortran-ordered view, without a copy)
+    QT = scipy.linalg.qr(sketch.T, mode="economic", overwrite_a=True, check_finite=False)[0].T
     del sketch
-    top = sum(float(Q[:, j] @ _product(A, np.ascontiguousarray(Q[:, j])))
-              for j in range(Q.shape[1]))
+    top = sum(float(q @ _product(A, q)) for q in QT)
     rest, probes = 0.0, m - 2 * k
     for _ in range(probes):
         z = _rademacher(rng, n)
-        z -= Q @ (Q.T @ z)  # (I - Q Q^T) z: the probe on the complement of the sketch
+        z -= QT.T @ (QT @ z)  # (I - Q Q^T) z: the probe on the complement of the sketch
         rest += float(z @ _product(A, z))
     return top + rest / probes
 
