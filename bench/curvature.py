@@ -1,6 +1,6 @@
 """Curvature products and estimators against hand-written NumPy and the PyTorch peers.
 
-Run: python bench/curvature.py [--quick]
+Run: python bench/curvature.py [--quick] [--fisher]
 
 The MLP 784-512-512-10 (tanh, mean softmax cross-entropy, batch 256, float64; n = 669,706
 parameters with the biases), one BLAS thread on one core (bench/_timing.py; PyTorch is given
@@ -19,6 +19,9 @@ one thread too).
    PyHessian's power iteration with deflation (tol 1e-3, at most 100 steps each), and
    Hutch++ (`krylov.trace`, 30 products) against PyHessian's Hutchinson with 30 probes; else
    against curvlinops' `hutchpp_trace` and SciPy's eigsh on its operator.
+
+3. (`--fisher` only) the empirical Fisher's product, matrix-free as graphc builds it, against
+   keeping the per-example gradients as an N x n matrix per point, on three MLPs.
 
 A BLAS row (one GEMM of the first layer, NumPy against PyTorch) shows how far apart the two
 libraries' matrix products are. Every ratio is against a baseline measured in the same run,
@@ -296,14 +299,57 @@ def estimators(repeat: int) -> None:
           f"{'':>29}graphc / {peer} {tt / pt:5.2f}x")
 
 
+# -- 3. the empirical Fisher: matrix-free, or the per-example gradients kept per point ----------
+def fisher_choice(repeat: int) -> None:
+    """`gc.empirical_fisher_operator`'s product (jvp, then one backward pass) against keeping
+    the N x n per-example gradients (`gc.jacobian` of the loss vector) per point and
+    multiplying G^T (G v) / N per product: which is cheaper, on three MLPs."""
+    print("\n3. empirical Fisher: jvp then vjp, against the per-example gradient matrix G kept "
+          "per point (G^T (G v) / N per product)")
+    for sizes, N in (([64, 32, 10], 32), ([784, 128, 10], 256), ([784, 512, 512, 10], 64)):
+        rng = np.random.default_rng(0)
+        g = gc.Graph("mlp")
+        X = g.input("X", shape=(N, sizes[0]))
+        y = g.input("y", shape=(N,), dtype="int64")
+        params, values, h = [], [], X
+        for k, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+            W, b = g.input(f"W{k}", shape=(m, n)), g.input(f"b{k}", shape=(n,))
+            params += [W, b]
+            values += [rng.standard_normal((m, n)) / np.sqrt(m), 0.1 * rng.standard_normal(n)]
+            h = h @ W + b
+            if k < len(sizes) - 2:
+                h = gc.tanh(h)
+        per = gc.softmax_cross_entropy(h, y)
+        at = {X: rng.standard_normal((N, sizes[0])), y: rng.integers(0, sizes[-1], N),
+              **dict(zip(params, values))}
+        F = gc.empirical_fisher_operator(per, params, at=at)
+        per_example = gc.function([X, y, *params], gc.jacobian(per, params))
+        start = time.perf_counter()
+        G = np.hstack([j.reshape(N, -1) for j in per_example(at[X], at[y], *values)])
+        point = time.perf_counter() - start
+        v = rng.standard_normal(F.shape[0])
+        check("fisher", F.matvec(v), G.T @ (G @ v) / N)
+        t = _timing.measure({"matrix": lambda G=G, v=v, N=N: G.T @ (G @ v) / N,
+                             "graphc": lambda F=F, v=v: F.matvec(v)}, repeat, min_time=0.1)
+        label = "-".join(map(str, sizes)) + f", N = {N}, n = {F.shape[0]:,}"
+        print(f"  {label:<34} jvp-vjp {t['graphc'] * 1e3:8.3f} ms   matrix "
+              f"{t['matrix'] * 1e3:8.3f} ms + {point * 1e3:7.1f} ms per point "
+              f"({G.nbytes / 1e6:.1f} MB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
+    ap.add_argument("--fisher", action="store_true",
+                    help="section 3 only: the empirical Fisher's product, two ways")
     args = ap.parse_args()
     print(f"graphc {gc.__version__}; curvlinops: {'yes' if HAVE_CURVLINOPS else 'no'}, "
           f"PyHessian: {'yes' if HAVE_PYHESSIAN else 'no'}; one thread, float64")
+    if args.fisher:
+        fisher_choice(3 if args.quick else 5)
+        return
     products(3 if args.quick else 7)
-    estimators(1 if args.quick else 2)
+    estimators(1 if args.quick else 3)
 
 
 if __name__ == "__main__":

@@ -182,8 +182,9 @@ def spectral_density(op, num_lanczos: int = 80, num_samples: int = 10, seed=None
     each); the quadrature weights of each probe sum to 1, so the density integrates to 1, its
     mean estimates tr(op)/n and its second moment tr(op^2)/n + width^2 (the Gaussians add
     their variance). `width` defaults to 1/100 of the span of the nodes; the grid of
-    `num_points` points reaches 6 widths beyond the extreme nodes. Holds `num_lanczos`
-    vectors of size n.
+    `num_points` points reaches 6 widths beyond the extreme nodes (a width below the grid's
+    spacing needs more points for the curve, and its integral, to be right). Holds
+    `num_lanczos` vectors of size n.
 
     Examples:
         >>> import numpy as np
@@ -315,9 +316,10 @@ def inverse(op, damping: float = 1e-3, tol: float = 1e-8, maxiter: int | None = 
     """
     fn = "inverse"
     A = _square(fn, op)
-    for name, value in (("damping", damping), ("tol", tol)):
-        if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
-            raise GraphError(f"{fn}: {name} must be a finite number >= 0, got {value!r}")
+    if not isinstance(damping, numbers.Real) or not np.isfinite(damping) or damping < 0:
+        raise GraphError(f"{fn}: damping must be a finite number >= 0, got {damping!r}")
+    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol <= 0:
+        raise GraphError(f"{fn}: tol must be a finite number > 0, got {tol!r}")
     if maxiter is not None:
         maxiter = _count(fn, "maxiter", maxiter)
     return DampedInverse(A, float(damping), float(tol), maxiter)

@@ -33,7 +33,8 @@ def test_mkdocs_build_strict(tmp_path):
     missing = [name for name in wanted if f'id="{name}"' not in api]
     assert not missing, f"API reference lacks {missing}"
     assert "Examples" in api and "hessian_operator" in api
-    for page in ["getting-started", "backprop", "compiler", "krylov", "performance", "sympy"]:
+    for page in ["getting-started", "backprop", "compiler", "krylov", "performance", "sympy",
+                 "curvature"]:
         assert (site / page / "index.html").is_file(), page
 
 
@@ -42,7 +43,7 @@ def python_blocks(page: str) -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["getting-started.md", "krylov.md", "index.md",
-                                  "transforms.md"])
+                                  "transforms.md", "curvature.md"])
 def test_page_code_runs_verbatim(page, capsys):
     blocks = python_blocks(page)
     assert blocks, page
@@ -61,6 +62,13 @@ def test_page_code_runs_verbatim(page, capsys):
         top, dense = namespace["top"], namespace["dense"]
         np.testing.assert_allclose(np.sort(top)[::-1], np.linalg.eigvalsh(dense)[::-1][:3],
                                    rtol=1e-10)
+    if page == "curvature.md":
+        import numpy as np
+        ns = namespace
+        assert "True" in out and "False" not in out  # every printed check holds
+        np.testing.assert_allclose(ns["krylov"].top_eigenvalues(ns["H"], k=3),
+                                   np.linalg.eigvalsh(ns["dense"])[::-1][:3], rtol=1e-8)
+        assert abs(np.trapezoid(ns["density"], ns["grid"]) - 1) < 1e-6
     if page == "transforms.md":
         assert "[(32, 784, 256), (32, 256), (32, 256, 10), (32, 10)]" in out
         assert "[ 0.5  1.  -1. ]" in out and "[0.5 1. ]" in out

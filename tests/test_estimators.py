@@ -193,6 +193,7 @@ def test_inverse_solves_by_cg(mlp_hessian):
     (lambda: krylov.top_eigenvalues(np.eye(3), k=3), gc.GraphError, "k must be below .* 3"),
     (lambda: krylov.inverse(np.eye(3), damping=-1.0), gc.GraphError,
      "damping must be a finite number >= 0"),
+    (lambda: krylov.inverse(np.eye(3), tol=0.0), gc.GraphError, "tol must be a finite number > 0"),
 ])
 def test_bad_arguments_raise_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
