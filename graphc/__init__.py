@@ -6,9 +6,11 @@ graph), compile and run it on NumPy values.
 
 from graphc.autodiff import (
     check_grad,
+    cond,
     custom_jvp,
     custom_vjp,
     fixed_point,
+    fori_loop,
     grad,
     hessian,
     hvp,
@@ -16,8 +18,10 @@ from graphc.autodiff import (
     jvp,
     remat,
     root,
+    scan,
     vjp,
     vmap,
+    while_loop,
 )
 from graphc.compile import Function, eval, function
 from graphc.errors import (
@@ -180,4 +184,6 @@ __all__ = [
     "argsort", "cumprod", "cumsum", "sort", "flip", "meshgrid", "moveaxis", "pad", "repeat",
     "roll", "tile", "tril", "triu", "arange", "eye", "full", "linspace", "ones", "zeros",
     "einsum", "tensordot",
+    # issue 17: loops and branches
+    "scan", "fori_loop", "while_loop", "cond",
 ]

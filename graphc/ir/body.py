@@ -99,7 +99,8 @@ class Body:
         """The body compiled once (`gc.function`, through the IR's compiler hook), kept in its
         graph's cache: `fn(*arrays)` gives the outputs' values as a list, like `run`, without
         `gc.eval`'s feed checks on each call (for an op that runs its body in a loop)."""
-        key = ("body_function",)
+        key = ("body_function", tuple(o.index for o in self.outputs))  # bodies may share
+        #                                                                   a graph (a loop's)
         fn = self.graph.cache.get(key)
         if fn is None:
             fn = self.graph.cache.put(key, compiled(self.graph.inputs, self.outputs),

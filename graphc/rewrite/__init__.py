@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from graphc.ir import walk
 from graphc.ir.graph import Graph, Node
+from graphc.ir.op import op_key, output_types
 from graphc.rewrite import algebra, fold, scatter, stability  # noqa: F401 - registers rules
 from graphc.rewrite.dce import live_copy
 from graphc.rewrite.engine import RULES, Rewriter, Rule, copy_node, rule
@@ -50,9 +51,15 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
     for x in inputs:  # a fed node is a leaf: an input, whatever op computed it in `src`
         new[x] = work.append_copy(x, as_input=True)
     raw = walk.ancestors(outputs, stop=set(inputs))
+    twins = _twins(raw)
     for n in raw:
         if n not in new:
-            new[n] = copy_node(work, n, [new[x] for x in n.inputs])
+            twin = twins.get(n, n)
+            if twin is not n and twin in new:
+                new[n] = new[twin]
+                continue
+            new[n] = copy_node(work, twin, [new[x] for x in n.inputs])
+            new.setdefault(twin, new[n])
     rw = Rewriter(work, list(rules), budget=4 * len(work.nodes) + 1000)
     if rules:  # no rules: prune only (merging is a rewrite too)
         rw.run()
@@ -64,6 +71,31 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
     graph, ins, outs = live_copy(name or src.name, w_inputs, w_outputs, preferred)
     work.rollback(0)  # no graph <-> node cycles left: reference counting frees the working copy
     return Optimized(graph, ins, outs, rw.fired, len(raw))
+
+
+def _twins(raw: list[Node]) -> dict[Node, Node]:
+    """Nodes computed by the work of a richer node over the same inputs: a loop, and the same
+    loop that also saves its residuals for a gradient (an op's `primal_op`, its op without
+    the extra outputs). Each maps to the richest one whose outputs start with its own, so a
+    function computing a loss and its gradient runs the loop once."""
+    groups: dict = {}
+    members = []
+    for n in raw:
+        primal_op = getattr(n.op, "primal_op", None)
+        if primal_op is None:
+            continue
+        base = primal_op() or n.op
+        key = (op_key(base), tuple(id(x) for x in n.inputs))
+        members.append((n, key))
+        best = groups.get(key)
+        if best is None or len(output_types(best)) < len(output_types(n)):
+            groups[key] = n
+    twins = {}
+    for n, key in members:
+        best = groups[key]
+        if best is not n and best.op.extends(n.op):
+            twins[n] = best
+    return twins
 
 
 __all__ = ["Optimized", "RULES", "Rewriter", "Rule", "optimize", "rule"]
