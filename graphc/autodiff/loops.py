@@ -215,6 +215,14 @@ class Scan(MultiOp):
         steps = T if n is None else int(n)
         if not 0 <= steps <= T:
             raise ValueError(f"scan: trip count {steps} is outside 0..{T}")
+        kernel = self.__dict__.get("_kernel", self)
+        if kernel is self:  # looked up once per op (ops are frozen: kept beside the fields)
+            kernel = self.body.loop_kernel(self.n_carry, self.n_xs, self.reverse)
+            object.__setattr__(self, "_kernel", kernel)
+        if kernel is not None:  # the whole loop natively (long loops of supported bodies)
+            out = kernel(steps, T, carry, xs, consts)
+            if out is not None:
+                return out
         nc = self.n_carry
         outs = self.body.outputs[nc:]
         ys: list = [None] * len(outs)
