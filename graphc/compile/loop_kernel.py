@@ -82,6 +82,8 @@ def _scalar_form(n: Node, a: list[str]) -> str:
         return "(" + " + ".join(a) + ")"
     if isinstance(op, elementwise.Where):
         return f"({a[1]} if {a[0]} else {a[2]})"
+    if isinstance(op, elementwise.Cast):
+        return f"{_DTYPES[n.dtype]}({a[0]})"
     form = declared(op, "scalar")
     if form is not None:
         return "(" + form.format(*a, zero="0.0") + ")"
@@ -378,6 +380,14 @@ def _build(inputs, outputs, n_carry, n_xs, reverse) -> LoopKernel:
             raise Unsupported("multi-output op")
         if isinstance(n.op, scatter.ScatterAdd):
             body += _scatter_add(n, [names[x] for x in n.inputs], v)
+            names[n] = v
+            continue
+        if isinstance(n.op, shape.ScatterIndex):
+            idx = literal(n.op.index)
+            if idx is None or n.ndim == 0:
+                raise Unsupported("scatter_index")
+            body += [f"{v} = np.zeros({_shape(n.shape)}, {_DTYPES[n.dtype]})",
+                     f"{v}[{idx}] = {names[n.inputs[0]]}"]
             names[n] = v
             continue
         if n in inplace:  # c += terms, entry by entry

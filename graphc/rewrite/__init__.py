@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from graphc.ir import walk
 from graphc.ir.graph import Graph, Node
-from graphc.ir.op import op_key, output_types
+from graphc.ir.op import Output, op_key, output_types
 from graphc.rewrite import algebra, fold, scatter, stability  # noqa: F401 - registers rules
 from graphc.rewrite.dce import live_copy
 from graphc.rewrite.engine import RULES, Rewriter, Rule, copy_node, rule
@@ -52,14 +52,23 @@ def optimize(inputs: list[Node], outputs: list[Node], rules: list[Rule] | None =
         new[x] = work.append_copy(x, as_input=True)
     raw = walk.ancestors(outputs, stop=set(inputs))
     twins = _twins(raw)
-    for n in raw:
+    views: dict = {}  # (a copied multi-output node, k) -> its view k: one per output, even
+    for n in raw:     # where a node and its twin both had one
         if n not in new:
             twin = twins.get(n, n)
             if twin is not n and twin in new:
                 new[n] = new[twin]
                 continue
-            new[n] = copy_node(work, twin, [new[x] for x in n.inputs])
+            ins = [new[x] for x in n.inputs]
+            if twins and isinstance(n.op, Output):
+                hit = views.get((id(ins[0]), n.op.index))
+                if hit is not None:
+                    new[n] = hit
+                    continue
+            new[n] = copy_node(work, twin, ins)
             new.setdefault(twin, new[n])
+            if twins and isinstance(n.op, Output):
+                views[(id(ins[0]), n.op.index)] = new[n]
     rw = Rewriter(work, list(rules), budget=4 * len(work.nodes) + 1000)
     if rules:  # no rules: prune only (merging is a rewrite too)
         rw.run()
