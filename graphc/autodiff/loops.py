@@ -207,6 +207,44 @@ class Scan(MultiOp):
         return (k <= len(mine) and all(a is b for a, b in zip(mine[:k], other.body.outputs))
                 and replace(other, body=self.body, n_saved=self.n_saved) == self)
 
+    def pruned(self, used: set[int]):
+        """This loop computing only the outputs `used` (positions), or None when it needs all:
+        (the op, the positions of the operands it keeps, old output position -> new). Unread
+        stacked results go, then carries that nothing kept depends on, then operands that
+        only they read (the compiler's dead-output elimination for loops)."""
+        b = self.body
+        P = b.graph.inputs
+        nc, nx = self.n_carry, self.n_xs
+        nout = len(b.outputs)
+        if len(used) >= nout:
+            return None
+        ys_kept = [k for k in range(nc, nout) if k in used]
+        need = {k for k in range(nc) if k in used}
+        while True:
+            outs = [b.outputs[k] for k in sorted(need)] + [b.outputs[k] for k in ys_kept]
+            live = {id(n) for n in walk.ancestors(outs)}
+            grown = need | {k for k in range(nc) if id(P[k]) in live}
+            if grown == need:
+                break
+            need = grown
+        kept_c = sorted(need)
+        if not outs or (len(kept_c) == nc and len(ys_kept) == nout - nc):
+            return None
+        kept_in = [i for i in range(len(P)) if id(P[i]) in live or i < nc and i in need]
+        h = Graph(b.graph.name)
+        stand = [h.input(P[i].name, P[i].shape, P[i].dtype) if i in kept_in else None
+                 for i in range(len(P))]
+        copies = copy_body(h, Body(b.graph, outs), stand)
+        close_views(h)
+        saved_from = nout - self.n_saved
+        op = replace(self, body=Body(h, [copies[o] for o in outs]), n_carry=len(kept_c),
+                     n_xs=sum(1 for i in kept_in if nc <= i < nc + nx),
+                     n_saved=sum(1 for k in ys_kept if k >= saved_from))
+        off = int(self.counted)
+        keep = ([0] if self.counted else []) + [off + i for i in kept_in]
+        index_map = {k: pos for pos, k in enumerate([*kept_c, *ys_kept])}
+        return op, keep, index_map
+
     # -- running --------------------------------------------------------------------------
     def forward(self, *arrays):
         fn = self.body.function()
