@@ -19,7 +19,7 @@ import numpy as np
 from graphc import ops
 from graphc.autodiff.batching import rebuild_batched
 from graphc.autodiff.forward import push_tangents
-from graphc.autodiff.loops import _zeros_like, close_views, copy_body, reaching
+from graphc.autodiff.loops import close_views, copy_body, reaching
 from graphc.autodiff.reverse import backprop_seeded
 from graphc.errors import ShapeError
 from graphc.ir import types, walk
@@ -152,7 +152,7 @@ def _reverse(op: Cond, node: Node, inputs: list[Node], gs: list) -> list[Node | 
             seeds[o] = c if o not in seeds else seeds[o] + c
         table = backprop_seeded(seeds, [ins[k] for k in wanted])
         grads = [table.get(ins[k]) for k in wanted]
-        grads = [_zeros_like(ins[k]) if gk is None else gk for k, gk in zip(wanted, grads)]
+        grads = [ops.zeros_like(ins[k]) if gk is None else gk for k, gk in zip(wanted, grads)]
         close_views(h)
         bodies.append(Body(h, grads))
     g = node.graph
@@ -180,7 +180,7 @@ def _forward(op: Cond, inputs: list[Node], ts: list) -> list[Node | None]:
         copies = copy_body(h, body, ins)
         outs = [copies[o] for o in body.outputs]
         table = push_tangents(outs, dict(zip([ins[k] for k in given], tangents)))
-        touts = [(_zeros_like(o) if table.get(o) is None else table[o])
+        touts = [(ops.zeros_like(o) if table.get(o) is None else table[o])
                  for o, f in zip(outs, float_out) if f]
         close_views(h)
         bodies.append(Body(h, [*outs, *touts]))

@@ -108,10 +108,6 @@ def _check_match(what: str, k_name: str, x: Node, p: Node, lead=None) -> None:
                          f"{x.dtype}, the body expects {types.fmt_shape(want)} {p.dtype}")
 
 
-def _zeros_like(x: Node) -> Node:
-    return ops.zeros_like(x)
-
-
 @register
 @dataclass(frozen=True)
 class Scan(MultiOp):
@@ -298,7 +294,7 @@ class Scan(MultiOp):
     def bprop(self, inputs, outs, gs, i):
         if self.counted and i == 0:
             return None
-        grads = _reverse(self, outs[0].inputs[0], inputs, gs)
+        grads = reverse_scan(self, outs[0].inputs[0], inputs, gs)
         return grads[i - int(self.counted)]
 
     def jvp_many(self, inputs, outs, ts):
@@ -309,7 +305,7 @@ class Scan(MultiOp):
 
 
 # -- reverse mode ------------------------------------------------------------------------------
-def _reverse(op: Scan, node: Node, inputs, gs) -> list[Node | None]:
+def reverse_scan(op: Scan, node: Node, inputs, gs) -> list[Node | None]:
     """The cotangent of each operand (after the count), from one backward scan per (node,
     cotangents); cached in the graph so each operand's bprop reuses it."""
     g = node.graph
@@ -406,7 +402,7 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
     out_carries, out_ys = [], []
     for pos, k in enumerate(fc):
         gk = grads[pos]
-        out_carries.append(new[gk] if gk is not None else _zeros_like(ct_b[k]))
+        out_carries.append(new[gk] if gk is not None else ops.zeros_like(ct_b[k]))
     for pos, j in enumerate(dc):
         gj = grads[len(fc) + len(dx) + pos]
         out_carries.append(acc[j] + new[gj] if gj is not None else acc[j])
@@ -434,8 +430,8 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
                          n_saved=op.n_saved + len(res_body_nodes))
         R = g.apply(saving, inputs)
         outer_res = list(g.views(R)[n_out:])
-    carries0 = [gs[k] if gs[k] is not None else _zeros_like(init[k]) for k in fc]
-    carries0 += [_zeros_like(consts[j]) for j in dc]
+    carries0 = [gs[k] if gs[k] is not None else ops.zeros_like(init[k]) for k in fc]
+    carries0 += [ops.zeros_like(consts[j]) for j in dc]
     operands = [*carries0, *outer_res, *(xs[j] for j in need_x),
                 *(gs[nc + k] for k in gy), *(consts[j] for j in need_c)]
     if op.counted:
@@ -503,7 +499,7 @@ def _forward(op: Scan, inputs, ts) -> list[Node | None]:
 
     def tangent(k: int) -> Node:
         t = table.get(outs[k])
-        return t if t is not None else _zeros_like(outs[k])
+        return t if t is not None else ops.zeros_like(outs[k])
 
     close_views(h)
     new_c = outs[:nc]
@@ -512,7 +508,7 @@ def _forward(op: Scan, inputs, ts) -> list[Node | None]:
     tys = [tangent(nc + k) for k in range(ny) if ty_on[k]]
     body = Body(h, [*new_c, *new_tc, *ys, *tys])
     g = next(x for x in inputs).graph
-    operands = [*init, *(t_init[k] if t_init[k] is not None else _zeros_like(init[k])
+    operands = [*init, *(t_init[k] if t_init[k] is not None else ops.zeros_like(init[k])
                          for k in range(nc) if bearing[k]),
                 *xs, *(t_xs[j] for j in range(nx) if src_x[j]),
                 *consts, *(t_consts[j] for j in range(len(consts)) if src_c[j])]

@@ -19,16 +19,16 @@ from typing import ClassVar
 
 import numpy as np
 
+from graphc import ops
 from graphc.autodiff.bodies import cost_of
 from graphc.autodiff.forward import push_tangents
 from graphc.autodiff.loops import (
     Scan,
     StepsExceeded,
-    _reverse,
-    _zeros_like,
     close_views,
     copy_body,
     differentiable,
+    reverse_scan,
 )
 from graphc.errors import GraphError, ShapeError
 from graphc.ir import types, walk
@@ -134,7 +134,7 @@ class WhileLoop(MultiOp):
             node.graph.cache.put(key, (node, S), [node, S])
         else:
             S = hit[1]
-        grads = _reverse(op, S, S.inputs, [*gs[:self.n_carry]])
+        grads = reverse_scan(op, S, S.inputs, [*gs[:self.n_carry]])
         return grads[i]  # the scan's operands after its count are the loop's
 
     def jvp_many(self, inputs, outs, ts):
@@ -174,13 +174,13 @@ def _forward(op: WhileLoop, inputs, ts):
     seeds.update({k_in[j]: t for j, t in tk_in.items()})
     new = [copies[o] for o in outs_body]
     table = push_tangents(new, seeds)
-    tangents = [_zeros_like(new[k]) if table.get(new[k]) is None else table[new[k]]
+    tangents = [ops.zeros_like(new[k]) if table.get(new[k]) is None else table[new[k]]
                 for k in range(nc) if bearing[k]]
     close_views(h)
     body = Body(h, [copies[b.outputs[0]], *new, *tangents])
     g = inputs[0].graph
     operands = [*inputs[:nc],
-                *(ts[k] if ts[k] is not None else _zeros_like(inputs[k])
+                *(ts[k] if ts[k] is not None else ops.zeros_like(inputs[k])
                   for k in range(nc) if bearing[k]),
                 *inputs[nc:], *(ts[nc + j] for j in range(len(P) - nc) if src[j])]
     W = g.apply(WhileLoop(body, n_carry=nc + len(tangents), max_steps=op.max_steps), operands)
