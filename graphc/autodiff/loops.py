@@ -263,7 +263,7 @@ class Scan(MultiOp):
         carry = list(carry)
         order = range(steps - 1, -1, -1) if self.reverse else range(steps)
         for t in order:
-            res = fn(*carry, *[x[t] for x in xs], *consts)
+            res = fn(*carry, *[x[t, ...] for x in xs], *consts)  # (a 0-d row stays an array)
             carry = res[:nc]
             for k in range(len(outs)):
                 buf = ys[k]
