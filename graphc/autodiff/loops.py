@@ -376,6 +376,16 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
         if r.op.multi:
             raise GraphError(f"scan: the backward step reads the tuple node {r.name!r} "
                              "itself; a rule must read its views")
+    # a new carry saved beside the carry coming in is that same sequence one step later: the
+    # backward loop carries it instead (starting from the final carry), storing it once
+    res_ids = {id(r) for r in residuals}
+    shifted: dict[int, Node] = {}
+    for k in range(nc):
+        o = fwd[b.outputs[k]]
+        if (id(ins0[k]) in res_ids and id(o) in res_ids and o is not ins0[k]
+                and all(o is not v for v in shifted.values())):
+            shifted[k] = o
+    residuals = [r for r in residuals if all(r is not v for v in shifted.values())]
     need_x = [j for j in range(nx) if ins0[nc + j] in set(needed)]
     need_c = [j for j in range(len(const_p)) if ins0[nc + nx + j] in set(needed)]
 
@@ -387,6 +397,8 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
         new[ct[k]] = ct_b[k]
     acc = {j: hb.input(hb.fresh_name(f"sum_d{const_p[j].name}"), const_p[j].shape,
                        const_p[j].dtype) for j in dc}
+    for k, o in shifted.items():
+        new[o] = hb.input(hb.fresh_name(f"next_{carry_p[k].name}"), o.shape, o.dtype)
     for r in residuals:
         new[r] = hb.input(hb.fresh_name(f"saved_{r.name}"), r.shape, r.dtype)
     for j in need_x:
@@ -406,6 +418,7 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
     for pos, j in enumerate(dc):
         gj = grads[len(fc) + len(dx) + pos]
         out_carries.append(acc[j] + new[gj] if gj is not None else acc[j])
+    out_carries += [new[ins0[k]] for k in shifted]  # the carry one step earlier
     x_zero = {}
     for pos, j in enumerate(dx):
         gj = grads[len(fc) + pos]
@@ -432,6 +445,7 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
         outer_res = list(g.views(R)[n_out:])
     carries0 = [gs[k] if gs[k] is not None else ops.zeros_like(init[k]) for k in fc]
     carries0 += [ops.zeros_like(consts[j]) for j in dc]
+    carries0 += [g.views(R)[k] for k in shifted]  # (R saves the carry coming in, so it exists)
     operands = [*carries0, *outer_res, *(xs[j] for j in need_x),
                 *(gs[nc + k] for k in gy), *(consts[j] for j in need_c)]
     if op.counted:

@@ -29,7 +29,7 @@ from graphc.ir.graph import Node
 from graphc.ir.op import Constant, Input
 from graphc.ops import elementwise, linalg, reduce, scatter, shape
 
-JIT_STEPS = 64  # loops of fewer steps run from Python: a kernel's compile would not pay off
+JIT_STEPS = 32  # loops of fewer steps run from Python: a kernel's compile would not pay off
 _DTYPES = {np.dtype(np.float64): "np.float64", np.dtype(np.int64): "np.int64",
            np.dtype(np.bool_): "np.bool_"}
 _KERNELS: OrderedDict = OrderedDict()  # source -> numba function, most recent last
