@@ -243,7 +243,6 @@ class Scan(MultiOp):
 
     # -- running --------------------------------------------------------------------------
     def forward(self, *arrays):
-        fn = self.body.function()
         n, carry, xs, consts = self.split(arrays)
         T = int(self.length)
         steps = T if n is None else int(n)
@@ -257,6 +256,7 @@ class Scan(MultiOp):
             out = kernel(steps, T, carry, xs, consts)
             if out is not None:
                 return out
+        fn = self.body.function()
         nc = self.n_carry
         outs = self.body.outputs[nc:]
         ys: list = [None] * len(outs)

@@ -255,11 +255,11 @@ class LoopKernel:
             return None
         args = [steps]
         for c, (dims, dtype) in zip(carries, self.carry_types):  # carries: the kernel's own
-            args.append(np.asarray(c, dtype).item() if not dims else np.array(c, dtype))
-        args += [x if x.flags.c_contiguous else np.ascontiguousarray(x) for x in xs]
-        for c in consts:
-            args.append(c.item() if c.ndim == 0 else
-                        c if c.flags.c_contiguous else np.ascontiguousarray(c))
+            args.append(np.array(c, dtype) if dims else c.item() if c.dtype == dtype else
+                        np.asarray(c, dtype).item())
+        for x in (*xs, *consts):
+            args.append(x.item() if x.ndim == 0 else
+                        x if x.flags.c_contiguous else np.ascontiguousarray(x))
         args += self.consts
         alloc = np.zeros if steps < T else np.empty
         ys = [alloc((T, *dims), dtype) for dims, dtype in self.ys_types]
