@@ -13,14 +13,18 @@ from tests.loops.unroll import unrolled_scan
 RTOL = 1e-10
 
 
-def close(got, want, rtol=RTOL):
+def close(got, want, rtol=RTOL, atol=0.0):
     """Relative agreement measured against the size of the oracle (entries near zero inside a
-    large array are not held to a relative bound of their own)."""
+    large array are not held to a relative bound of their own); `atol` for oracles that are
+    zero up to rounding."""
     got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
     assert got.shape == want.shape, (got.shape, want.shape)
+    if not want.size:
+        return
+    diff = np.max(np.abs(got - want))
     scale = max(np.max(np.abs(want)), 1e-300)
-    err = np.max(np.abs(got - want)) / scale if want.size else 0.0
-    assert err <= rtol, f"relative error {err:.3e} > {rtol:.0e}"
+    assert diff <= rtol * scale + atol, \
+        f"relative error {diff / scale:.3e} > {rtol:.0e} (absolute {diff:.3e})"
 
 
 # -- Elman RNN, 50 steps, against backprop through time in NumPy ---------------------------------
@@ -249,6 +253,38 @@ def test_newton_sqrt_forward_mode_needs_no_max_steps():
         close(got[2], -1.0 / (4.0 * a_val ** 1.5), rtol=1e-9)
 
 
+def test_newton_sqrt_of_a_vector_jacobian_and_hessian_are_diagonal():
+    g = gc.Graph("newton_vec")
+    a = g.input("a", shape=(3,))
+    r = gc.while_loop(lambda x: gc.max(gc.abs(x * x - a) - 1e-13 * a) > 0.0,
+                      lambda x: 0.5 * (x + a / x), 1.0 + 0.0 * a, max_steps=60)
+    J = gc.jacobian(r, a)
+    H = gc.hessian(gc.sum(r), a)
+    hv = gc.hvp(gc.sum(r), a, g.constant(np.ones(3)), mode="forward")
+    av = np.array([2.0, 0.7, 30.0])
+    got = gc.function([a], [r, J, H, hv])(av)
+    close(got[0], np.sqrt(av), rtol=1e-13)
+    close(got[1], np.diag(0.5 / np.sqrt(av)))
+    close(got[2], np.diag(-0.25 * av ** -1.5), rtol=1e-9)
+    close(got[3], -0.25 * av ** -1.5, rtol=1e-9)
+
+
+def test_vmap_of_a_while_loop_runs_each_row_its_own_count():
+    g = gc.Graph("newton_rows")
+    A = g.input("A", shape=(4,))
+
+    def newton_sqrt(a):
+        return gc.while_loop(lambda x: gc.abs(x * x - a) > 1e-13 * a,
+                             lambda x: 0.5 * (x + a / x), 1.0 + 0.0 * a, max_steps=60)
+
+    r = gc.vmap(newton_sqrt)(A)
+    d = gc.grad(gc.sum(r), A)
+    av = np.array([0.3, 2.0, 1e4, 17.0])      # 5 to 12 steps: different counts per row
+    got = gc.function([A], [r, d])(av)
+    close(got[0], np.sqrt(av), rtol=1e-13)
+    close(got[1], 0.5 / np.sqrt(av), rtol=1e-10)
+
+
 def test_fori_loop_with_node_bounds_runs_the_count_given_at_run_time():
     g = gc.Graph("power")
     x = g.input("x")
@@ -320,6 +356,31 @@ def test_cond_second_order_and_forward_mode_follow_the_branch(rng):
     close(Hp, want)
     close(hfp, want @ v)
     close(hrp, want @ v)
+
+
+def test_vmap_of_cond_with_a_batched_predicate(rng):
+    g = gc.Graph("rows")
+    X = g.input("X", shape=(4,))
+    w = g.input("w", shape=(2,))
+
+    def branch(x):
+        return gc.cond(x > 0.0, lambda v: v * v * w, lambda v: gc.sin(v) + w, x)
+
+    Y = gc.vmap(branch)(X)
+    z = gc.sum(Y * Y)
+    gX, gw = gc.grad(z, [X, w])
+    Xv, wv = np.array([1.0, -2.0, 0.5, -0.1]), rng.standard_normal(2)
+    got = gc.function([X, w], [Y, gX, gw])(Xv, wv)
+    want_Y, want_gX, want_gw = [], [], np.zeros(2)
+    for x in Xv:
+        y, dy_dx, dy_dw = ((x * x * wv, 2 * x * wv, x * x) if x > 0
+                           else (np.sin(x) + wv, np.cos(x) * np.ones(2), 1.0))
+        want_Y.append(y)
+        want_gX.append(np.sum(2 * y * dy_dx))
+        want_gw += 2 * y * dy_dw
+    close(got[0], np.array(want_Y))
+    close(got[1], np.array(want_gX))
+    close(got[2], want_gw)
 
 
 def test_cond_runs_only_the_chosen_branch():

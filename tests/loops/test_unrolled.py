@@ -358,3 +358,44 @@ def test_graph_and_generated_code_do_not_grow_with_the_trip_count(checkpoint):
         f = gc.function([W, X, h0], [z, gW, hv])
         sizes.append((len(g.nodes), len(f.graph.nodes), f.source.count("\n")))
     assert sizes[0] == sizes[1]
+
+
+# -- a value captured from two levels out and used twice ----------------------------------------
+_CAPTURE_BUG = (
+    "Graph.capture keys a value captured from further out by the middle graph's stand-in "
+    "(self.captured[outer] after outer = self.parent.capture(outer)), so a second use of the "
+    "same outer node in a body nested two levels deep makes a second input while the operands "
+    "list it once: ShapeError \"scan: the body scan_block[5 nodes] takes 3 operands, got 2\"")
+
+
+@pytest.mark.xfail(strict=True, raises=gc.ShapeError, reason=_CAPTURE_BUG)
+def test_nested_scan_whose_inner_body_uses_an_outer_value_twice(rng):
+    shapes = {"y": (2,), "c0": (2,)}
+
+    def build(i, loops):
+        y = i["y"]
+
+        def inner(c, _):
+            return gc.tanh(c * y + y), None
+
+        def outer(c, _):
+            return loops["scan"](inner, c, length=2)[0], None
+
+        return gc.sum(loops["scan"](outer, i["c0"], length=3)[0] ** 2)
+
+    assert_loop_equals_unrolled(build, shapes, rng)
+
+
+@pytest.mark.xfail(strict=True, raises=gc.ShapeError, reason=_CAPTURE_BUG + " (checkpoint "
+                   "'sqrt' and int segments nest the body in a segment scan)")
+@pytest.mark.parametrize("checkpoint", ["sqrt", 3])
+def test_checkpointed_scan_whose_body_uses_a_captured_value_twice(rng, checkpoint):
+    shapes = {"y": (2,), "c0": (2,)}
+
+    def build(i, loops):
+        y = i["y"]
+        cT, _ = loops["scan"](lambda c, _: (gc.tanh(c * y + y), None), i["c0"], length=10,
+                              checkpoint=checkpoint)
+        return gc.sum(cT * cT)
+
+    assert_loop_equals_unrolled(build, shapes, rng)
