@@ -126,7 +126,7 @@ def _sympy_outputs(body: Body, args) -> list:
 def _branch_graph(op: Cond, name: str, extra: list[tuple[str, tuple, np.dtype]]):
     """A new graph with inputs like the branches' (then `extra`), and the inputs made."""
     h = Graph(name)
-    ins = [h.input(p.name, p.shape, p.dtype) for p in op.true_body.graph.inputs]
+    ins = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in op.true_body.graph.inputs]
     more = [h.input(h.fresh_name(n), s, d) for n, s, d in extra]
     return h, ins, more
 
@@ -203,11 +203,11 @@ def _batched_body(body: Body, flags: list[bool], m) -> Body:
     stand_ins, table = [], {}
     for p, bt in zip(body.graph.inputs, flags):
         if bt:
-            full = h.input(p.name, (m, *p.shape), p.dtype)
+            full = h.input(h.fresh_name(p.name), (m, *p.shape), p.dtype)
             s = ops.getitem(full, 0)
             table[s] = (full, True)
         else:
-            s = h.input(p.name, p.shape, p.dtype)
+            s = h.input(h.fresh_name(p.name), p.shape, p.dtype)
         stand_ins.append(s)
     copies = copy_body(h, body, stand_ins)
     outs = [copies[o] for o in body.outputs]

@@ -228,7 +228,7 @@ class Scan(MultiOp):
             return None
         kept_in = [i for i in range(len(P)) if id(P[i]) in live or i < nc and i in need]
         h = Graph(b.graph.name)
-        stand = [h.input(P[i].name, P[i].shape, P[i].dtype) if i in kept_in else None
+        stand = [h.input(h.fresh_name(P[i].name), P[i].shape, P[i].dtype) if i in kept_in else None
                  for i in range(len(P))]
         copies = copy_body(h, Body(b.graph, outs), stand)
         close_views(h)
@@ -336,7 +336,7 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
 
     # 1. a scratch graph: the body copied, then its backward step by Algorithm 6.5 ---------
     h0 = Graph(f"{b.graph.name}.vjp")
-    ins0 = [h0.input(p.name, p.shape, p.dtype) for p in P]
+    ins0 = [h0.input(h0.fresh_name(p.name), p.shape, p.dtype) for p in P]
     fwd = copy_body(h0, b, ins0)
     back = {v: k for k, v in fwd.items()}  # copy -> body node
     mark_fwd = len(h0.nodes)
@@ -402,11 +402,12 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
     for r in residuals:
         new[r] = hb.input(hb.fresh_name(f"saved_{r.name}"), r.shape, r.dtype)
     for j in need_x:
-        new[ins0[nc + j]] = hb.input(x_p[j].name, x_p[j].shape, x_p[j].dtype)
+        new[ins0[nc + j]] = hb.input(hb.fresh_name(x_p[j].name), x_p[j].shape, x_p[j].dtype)
     for k in gy:
         new[gyin[k]] = hb.input(gyin[k].name, gyin[k].shape, gyin[k].dtype)
     for j in need_c:
-        new[ins0[nc + nx + j]] = hb.input(const_p[j].name, const_p[j].shape, const_p[j].dtype)
+        p = const_p[j]
+        new[ins0[nc + nx + j]] = hb.input(hb.fresh_name(p.name), p.shape, p.dtype)
     for n in needed:
         if n not in new:
             new[n] = hb.append_copy(n, [new[x] for x in n.inputs])
@@ -495,13 +496,13 @@ def _forward(op: Scan, inputs, ts) -> list[Node | None]:
     if not any(bearing) and not any(ty_on):
         return [None] * (nc + ny)
     h = Graph(f"{b.graph.name}.jvp")
-    c_in = [h.input(p.name, p.shape, p.dtype) for p in P[:nc]]
+    c_in = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in P[:nc]]
     tc_in = {k: h.input(h.fresh_name(f"t_{P[k].name}"), P[k].shape, P[k].dtype)
              for k in range(nc) if bearing[k]}
-    x_in = [h.input(p.name, p.shape, p.dtype) for p in P[nc:nc + nx]]
+    x_in = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in P[nc:nc + nx]]
     tx_in = {j: h.input(h.fresh_name(f"t_{P[nc + j].name}"), P[nc + j].shape, P[nc + j].dtype)
              for j in range(nx) if src_x[j]}
-    k_in = [h.input(p.name, p.shape, p.dtype) for p in P[nc + nx:]]
+    k_in = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in P[nc + nx:]]
     tk_in = {j: h.input(h.fresh_name(f"t_{P[nc + nx + j].name}"), P[nc + nx + j].shape,
                         P[nc + nx + j].dtype) for j in range(len(consts)) if src_c[j]}
     copies = copy_body(h, b, [*c_in, *x_in, *k_in])
@@ -575,11 +576,11 @@ def _batch(op: Scan, node: Node, ins, m):
     flags = batched_c + [bt for _, bt in x_ins] + [bt for _, bt in k_ins]
     for p, bt in zip(P, flags):
         if bt:
-            full = h.input(p.name, (m, *p.shape), p.dtype)
+            full = h.input(h.fresh_name(p.name), (m, *p.shape), p.dtype)
             s = ops.getitem(full, 0)
             table[s] = (full, True)
         else:
-            s = h.input(p.name, p.shape, p.dtype)
+            s = h.input(h.fresh_name(p.name), p.shape, p.dtype)
         stand_ins.append(s)
     copies = copy_body(h, b, stand_ins)
     outs = [copies[o] for o in b.outputs]

@@ -163,10 +163,10 @@ def _forward(op: WhileLoop, inputs, ts):
         return [None] * (nc + 1)
     h = Graph(f"{b.graph.name}.jvp")
     # the loop's operands: carries (primal, then tangent), then consts (the same)
-    c_in = [h.input(p.name, p.shape, p.dtype) for p in P[:nc]]
+    c_in = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in P[:nc]]
     tc_in = {k: h.input(h.fresh_name(f"t_{P[k].name}"), P[k].shape, P[k].dtype)
              for k in range(nc) if bearing[k]}
-    k_in = [h.input(p.name, p.shape, p.dtype) for p in P[nc:]]
+    k_in = [h.input(h.fresh_name(p.name), p.shape, p.dtype) for p in P[nc:]]
     tk_in = {j: h.input(h.fresh_name(f"t_{P[nc + j].name}"), P[nc + j].shape, P[nc + j].dtype)
              for j in range(len(P) - nc) if src[j]}
     copies = copy_body(h, b, [*c_in, *k_in])

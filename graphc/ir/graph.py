@@ -268,7 +268,10 @@ class Graph:
             raise GraphError(f"capture: node {outer.name!r} of graph {outer.graph.name!r} is "
                              f"not in a graph that {self.name!r} is being built inside")
         if outer.graph is not self.parent:  # from further out: captured by each level between
-            outer = self.parent.capture(outer)
+            outer = self.parent.capture(outer)  # (the parent's stand-in is the key: the operand)
+            hit = self.captured.get(outer)
+            if hit is not None and hit in self:
+                return hit
         node = self._append(Input(), (), outer.shape, outer.dtype, outer.name, role="forward",
                             scope="", source=outer.source)
         self.inputs.append(node)

@@ -409,7 +409,7 @@ def _nested_scans_text(depth: int) -> str:
     node = scan_node(f"{leaf}, {sin}", 1)
     for _ in range(depth - 1):
         node = scan_node(f"{leaf}, {node}, {view}", 2)
-    return ('{"format": "graphc", "version": 2, "name": "deep", "nodes": ['
+    return ('{"format": "graphc", "version": 3, "name": "deep", "nodes": ['
             f'{leaf}, {node}, {view}]}}')
 
 

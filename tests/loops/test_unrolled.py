@@ -306,12 +306,6 @@ def test_hessian_operator_through_a_scan_in_cg():
     close(solutions[0], solutions[1], rtol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, raises=gc.GraphError, reason=(
-    "gc.hessian / gc.jacobian of a gradient through a scan whose body indexes a captured "
-    "value (theta[0] inside the step) fails in loops._batch: GraphError \"graph "
-    "'scan_step.grad.grad.batch' already has a node named 'getitem_5'\" (the batched body "
-    "names its inputs p.name, not h.fresh_name(p.name), and they collide with the getitem "
-    "nodes it made for the batched inputs)"))
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 def test_hessian_of_a_scan_whose_body_indexes_a_captured_value(mode):
     Xv, Yv = _fit_data()
@@ -361,14 +355,10 @@ def test_graph_and_generated_code_do_not_grow_with_the_trip_count(checkpoint):
 
 
 # -- a value captured from two levels out and used twice ----------------------------------------
-_CAPTURE_BUG = (
-    "Graph.capture keys a value captured from further out by the middle graph's stand-in "
-    "(self.captured[outer] after outer = self.parent.capture(outer)), so a second use of the "
-    "same outer node in a body nested two levels deep makes a second input while the operands "
-    "list it once: ShapeError \"scan: the body scan_block[5 nodes] takes 3 operands, got 2\"")
+# a value captured from two levels out and used twice: once an operand at each level
+# (regression: the middle graph keyed it by its own stand-in and made a second input)
 
 
-@pytest.mark.xfail(strict=True, raises=gc.ShapeError, reason=_CAPTURE_BUG)
 def test_nested_scan_whose_inner_body_uses_an_outer_value_twice(rng):
     shapes = {"y": (2,), "c0": (2,)}
 
@@ -386,8 +376,6 @@ def test_nested_scan_whose_inner_body_uses_an_outer_value_twice(rng):
     assert_loop_equals_unrolled(build, shapes, rng)
 
 
-@pytest.mark.xfail(strict=True, raises=gc.ShapeError, reason=_CAPTURE_BUG + " (checkpoint "
-                   "'sqrt' and int segments nest the body in a segment scan)")
 @pytest.mark.parametrize("checkpoint", ["sqrt", 3])
 def test_checkpointed_scan_whose_body_uses_a_captured_value_twice(rng, checkpoint):
     shapes = {"y": (2,), "c0": (2,)}

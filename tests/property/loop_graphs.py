@@ -26,10 +26,9 @@ from tests.property.graphs import BINARY, INPUT_SHAPES, UNARY
 UNARY_NAMES = sorted(UNARY)
 BINARY_NAMES = sorted(BINARY)
 ANY = st.integers(0, 63)  # an operand position, taken modulo the nodes available
-# "sqrt" and int checkpoints nest the body's scan in a segment scan, where a captured value the
-# body uses twice fails to build (tests/loops/test_unrolled.py, the xfail on nested captures):
-# add them here once that is fixed
-CHECKPOINTS = ["all", "none"]
+# "sqrt" and int checkpoints nest the body's scan in a segment scan (a captured value the body
+# uses twice is then captured through two levels)
+CHECKPOINTS = ["all", "none", "sqrt", 2]
 
 
 @dataclass
