@@ -105,8 +105,10 @@ def scan(step, init, xs=None, length=None, checkpoint="all", reverse: bool = Fal
     node or a tuple/list of nodes. Without `xs`, `length` steps run with `x` None.
     `checkpoint` says what the gradient keeps: "all" (every step's residuals: fastest),
     "sqrt" (every k-th carry, k about sqrt(T), and recomputes each segment during the
-    backward pass: memory O(sqrt T)), "none" (nothing: the backward pass recomputes the
-    forward), or an int k (every k-th carry). `reverse` scans from the last row to the first.
+    backward pass: memory O(sqrt T)), "none" (only the carries entering each step: the
+    backward step recomputes the body's other values from them; for a body whose values are
+    large beside its carries), or an int k (every k-th carry). `reverse` scans from the last
+    row to the first.
 
     Examples:
         >>> import numpy as np, graphc as gc

@@ -117,8 +117,9 @@ class Scan(MultiOp):
 
     With `counted`, operand 0 is an int scalar n (0 <= n <= length): only steps 0..n-1 run
     (a while loop's recorded trip count) and the stacked rows from n on are zeros. With
-    `reverse`, steps run from the last to the first. `remat`: the gradient recomputes the
-    forward (checkpoint="none") rather than sharing one loop with it.
+    `reverse`, steps run from the last to the first. `remat` (checkpoint="none"): the
+    gradient saves only the carries entering each step and its backward step recomputes the
+    body's other values from them.
     """
 
     name: ClassVar[str] = "scan"
@@ -188,7 +189,7 @@ class Scan(MultiOp):
 
     def primal_op(self):
         """The scan without the residuals it saves: compiled with this one, the same loop."""
-        if not self.n_saved or self.remat:
+        if not self.n_saved:
             return None
         outs = self.body.outputs[:len(self.body.outputs) - self.n_saved]
         return replace(self, body=Body(self.body.graph, outs), n_saved=0)
@@ -367,7 +368,11 @@ def _build_reverse(op: Scan, node: Node, inputs: list[Node], gs: list) -> list[N
     forward_nodes = [n for n in h0.nodes if is_forward(n)]
     varying = {id(n) for n in walk.descendants_within(forward_nodes, step_inputs)}
     cot_inputs = set(ct.values()) | set(gyin.values())
-    stop = {n for n in forward_nodes if id(n) in varying} | cot_inputs | set(ins0[nc + nx:])
+    if op.remat:  # checkpoint="none": only the carries coming in are saved; the backward
+        #           step recomputes the body's values from them
+        stop = set(step_inputs) | cot_inputs | set(ins0[nc + nx:])
+    else:  # every value that changes from step to step and that the backward step reads
+        stop = {n for n in forward_nodes if id(n) in varying} | cot_inputs | set(ins0[nc + nx:])
     live = [x for x in grads if x is not None]
     needed = walk.ancestors(live, stop=stop)
     x_ins = {ins0[nc + j]: j for j in range(nx)}
