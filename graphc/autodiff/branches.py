@@ -72,7 +72,7 @@ class Cond(MultiOp):
 
         t = _sympy_outputs(self.true_body, args)
         f = _sympy_outputs(self.false_body, args)
-        p = sympy.sympify(pred.reshape(()).item()) if hasattr(pred, "reshape") else pred
+        p = pred.reshape(()).item() if hasattr(pred, "reshape") else pred  # a sympy Boolean
         out = []
         for a, b in zip(t, f):
             pw = np.empty(a.shape, dtype=object)

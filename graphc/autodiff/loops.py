@@ -146,7 +146,10 @@ class Scan(MultiOp):
         params = b.graph.inputs
         nc, nx = self.n_carry, self.n_xs
         n, carries, xs, consts = self.split(inputs)
-        if len(inputs) - int(self.counted) != len(params) or nc + nx > len(params):
+        if nc + nx > len(params):
+            raise ShapeError(f"scan: {nc} carries and {nx} scanned arrays, but the body "
+                             f"{b!r} takes only {len(params)} inputs")
+        if len(inputs) - int(self.counted) != len(params):
             raise ShapeError(f"scan: the body {b!r} takes {len(params)} operands, got "
                              f"{len(inputs) - int(self.counted)}")
         if len(b.outputs) < nc:
