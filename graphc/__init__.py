@@ -6,9 +6,11 @@ graph), compile and run it on NumPy values.
 
 from graphc.autodiff import (
     check_grad,
+    cond,
     custom_jvp,
     custom_vjp,
     fixed_point,
+    fori_loop,
     grad,
     hessian,
     hvp,
@@ -16,8 +18,10 @@ from graphc.autodiff import (
     jvp,
     remat,
     root,
+    scan,
     vjp,
     vmap,
+    while_loop,
 )
 from graphc.compile import Function, eval, function
 from graphc.curvature import empirical_fisher_operator, ggn_operator, jacobian_operator
@@ -183,4 +187,6 @@ __all__ = [
     "einsum", "tensordot",
     # issue 18: curvature operators (the estimators are graphc.krylov's)
     "ggn_operator", "empirical_fisher_operator", "jacobian_operator",
+    # issue 17: loops and branches
+    "scan", "fori_loop", "while_loop", "cond",
 ]

@@ -43,7 +43,8 @@ def python_blocks(page: str) -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["getting-started.md", "krylov.md", "index.md",
-                                  "transforms.md", "curvature.md"])
+                                  "transforms.md", "curvature.md",
+                                  "loops.md"])
 def test_page_code_runs_verbatim(page, capsys):
     blocks = python_blocks(page)
     assert blocks, page
@@ -69,6 +70,12 @@ def test_page_code_runs_verbatim(page, capsys):
         np.testing.assert_allclose(ns["krylov"].top_eigenvalues(ns["H"], k=3),
                                    np.linalg.eigvalsh(ns["dense"])[::-1][:3], rtol=1e-8)
         assert abs(np.trapezoid(ns["density"], ns["grid"]) - 1) < 1e-6
+    if page == "loops.md":
+        # the values the page states in its comments
+        assert "[array(4.4), array(2.64)]" in out and "[-0.96 -0.16 -0.16  0.24  1.04]" in out
+        assert "2.5937424601000023 23.579476910000025" in out
+        assert "[array(1.41421356), array(0.35355339)]" in out and "[0.5, 1.0]" in out
+        assert namespace["H"].shape == (3, 3) and "True" in out
     if page == "transforms.md":
         assert "[(32, 784, 256), (32, 256), (32, 256, 10), (32, 10)]" in out
         assert "[ 0.5  1.  -1. ]" in out and "[0.5 1. ]" in out

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["01_xor.ipynb", "02_backprop.ipynb", "03_hessian_krylov.ipynb", "04_sympy.ipynb",
-         "06_curvature.ipynb"]
+         "05_loops.ipynb", "06_curvature.ipynb"]
 
 
 def test_every_notebook_is_tested():

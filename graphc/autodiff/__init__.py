@@ -2,6 +2,7 @@
 
 from graphc.autodiff.batching import vmap
 from graphc.autodiff.check import check_grad
+from graphc.autodiff.control import cond, fori_loop, scan, while_loop
 from graphc.autodiff.custom_rules import CustomJVP, CustomVJP, NoForwardRule, custom_jvp, custom_vjp
 from graphc.autodiff.forward import jvp, push_tangents
 from graphc.autodiff.implicit import fixed_point, root
@@ -12,4 +13,4 @@ from graphc.autodiff.second_order import hessian, hvp, jacobian
 __all__ = ["check_grad", "backprop", "build_grad", "grad", "prune", "vjp", "jvp",
            "push_tangents", "hvp", "jacobian", "hessian", "Remat", "remat", "vmap",
            "CustomVJP", "CustomJVP", "NoForwardRule", "custom_vjp", "custom_jvp",
-           "fixed_point", "root"]
+           "fixed_point", "root", "scan", "fori_loop", "while_loop", "cond"]

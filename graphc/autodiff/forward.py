@@ -50,6 +50,10 @@ def push_tangents(ys: list[Node], seeds: dict[Node, Node]) -> dict[Node, Node | 
         if not (types.is_float(N.dtype) or N.op.multi):
             table[N] = None
             continue
+        if hasattr(N.op, "jvp_many"):  # one rule for all the inputs' tangents at once
+            ts = [table.get(x) for x in N.inputs]
+            table[N] = rules.jvp_many(N, ts) if any(t is not None for t in ts) else None
+            continue
         contributions = []
         for i, x in enumerate(N.inputs):
             t = table.get(x)

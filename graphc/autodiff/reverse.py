@@ -56,14 +56,17 @@ def prune(z: Node, targets: list[Node]) -> list[Node]:
                                    through=lambda n: n.op.differentiable)
 
 
-def build_grad(V: Node, consumers: dict, grad_table: dict) -> Node | None:
+def build_grad(V: Node, consumers: dict, grad_table: dict, seed: Node | None = None
+               ) -> Node | None:
     """Algorithm 6.6 for one node, its consumers' gradients being in `grad_table` already.
 
-    Returns None where no gradient reaches V (every path blocked or non-differentiable).
+    `seed` is a cotangent given for V itself (one of several seeded outputs, as in a loop
+    body's backward step), added to what its consumers send. Returns None where no gradient
+    reaches V (every path blocked or non-differentiable).
     """
     if V in grad_table:
         return grad_table[V]
-    contributions = []
+    contributions = [] if seed is None else [seed]
     for C, i in consumers[V]:
         D = grad_table.get(C)
         if D is None:
@@ -92,14 +95,25 @@ def backprop(z: Node, targets: list[Node], seed: Node) -> dict[Node, Node | None
     The whole table is returned (every node of G' with its gradient, None where none flows);
     `grad` restricts it to the targets, the algorithm's last line.
     """
-    pruned = prune(z, targets)
+    return backprop_seeded({z: seed}, targets)
+
+
+def backprop_seeded(seeds: dict[Node, Node], targets: list[Node]) -> dict[Node, Node | None]:
+    """Algorithm 6.5 with several seeded nodes: `seeds` maps nodes to their cotangents (of
+    their shapes), as when a loop body's outputs (new carries, per-step results) each receive
+    one. A seeded node that also feeds another seeded node gets both: its seed and what its
+    consumers send. With one seed {z: 1} this is `backprop`."""
+    pruned = walk.descendants_within(walk.ancestors(list(seeds)), set(targets),
+                                     through=lambda n: n.op.differentiable)
     consumers = walk.consumers(pruned)
-    grad_table: dict[Node, Node | None] = {z: seed}
+    grad_table: dict[Node, Node | None] = {}
     for V in reversed(pruned):
         if types.is_float(V.dtype) or V.op.multi:
-            build_grad(V, consumers, grad_table)
+            build_grad(V, consumers, grad_table, seeds.get(V))
         else:
             grad_table.setdefault(V, None)
+    for V, s in seeds.items():  # a seeded node that no target reaches keeps its seed
+        grad_table.setdefault(V, s)
     return grad_table
 
 

@@ -60,6 +60,22 @@ def jvp(N: Node, t, i: int):
     return _fit(N, i, c, N)
 
 
+def jvp_many(N: Node, ts: list):
+    """N.op's tangents from all its inputs' tangents at once (`ts`, None where zero), for an
+    op that declares `jvp_many` (a loop: one tangent loop for every input, not one per
+    input). Checked like `jvp`; a list for a multi-output N, else a node or None."""
+    if N.op.multi:
+        outs = N.graph.views(N)
+        cs = N.op.jvp_many(N.inputs, outs, ts)
+        if not isinstance(cs, (list, tuple)) or len(cs) != len(outs):
+            raise GraphError(f"{N.op.name}.jvp_many of node {N.name!r} must return a list of "
+                             f"{len(outs)} tangents (None where zero), got {cs!r}")
+        return [None if c is None else _fit(o, 0, _checked(N, 0, "jvp_many", c), N)
+                for o, c in zip(outs, cs)]
+    c = _checked(N, 0, "jvp_many", N.op.jvp_many(N.inputs, N, ts))
+    return None if c is None else _fit(N, 0, c, N)
+
+
 def _fit(N: Node, i: int, c: Node, C: Node) -> Node:
     """A tangent `c` for output node N (of C's op), broadcast to N's shape, in N's dtype."""
     if not types.shape_eq(c.shape, N.shape):

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.compile import codegen
+from graphc.compile import codegen, loop_kernel
 from graphc.compile import inputs as input_checks
 from graphc.compile.checks import check_input_finite
 from graphc.compile.schedule import Schedule, make_schedule
 from graphc.errors import GraphcError, GraphError, InputError
 from graphc.ir import types, walk
 from graphc.ir.gcpause import collector_paused
-from graphc.ir.graph import Graph, Node, node_list, set_compiler, set_evaluator
+from graphc.ir.graph import Graph, Node, node_list, set_compiler, set_evaluator, set_loop_compiler
 from graphc.ir.op import Constant, Input, op_key
 
 
@@ -344,3 +344,4 @@ def eval(outputs, feed: dict | None = None):  # noqa: A001 - the API's name
 
 set_evaluator(eval)  # `node.eval(feed)` is `gc.eval(node, feed)`
 set_compiler(Function)  # `Body.function()`: an inner graph compiled once, run many times
+set_loop_compiler(loop_kernel.compile_loop)  # a long scan: the body and loop as one kernel

@@ -106,7 +106,7 @@ def to_dot(graph_or_nodes, *, rankdir: str = "TB", collapse_constants: bool = Fa
             if x not in drawn:
                 continue
             lines.append(f"  n{x.index} -> n{n.index}{_edge_attrs(x, n, pos, marked)};")
-    _emit_bodies(lines, [(f"n{n.index}", n) for n in nodes if n in drawn])
+    _emit_bodies(lines, [(f"n{n.index}", n, "", drawn) for n in nodes if n in drawn])
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -415,13 +415,15 @@ def _emit_tree(lines, tree, clustered, folded, marked, outputs, scoped, pad):
 
 
 def _emit_bodies(lines, holders) -> None:
-    """Each inner graph as a cluster beside the node that holds it: its nodes and edges, and
-    a dotted edge from its output to that node; inner graphs of inner graphs likewise (an
+    """Each inner graph as a cluster beside the node that holds it: its nodes and edges, a
+    dashed edge from each operand the node passes in to the body input standing for it (a
+    loop's carries, scanned arrays and captured values; they are the node's last operands),
+    and a dotted edge from its outputs to that node; inner graphs of inner graphs likewise (an
     explicit stack, ids prefixed by a running count so that no two graphs' ids meet)."""
     stack = list(reversed(holders))
     count = 0
     while stack:
-        hid, holder = stack.pop()
+        hid, holder, hpre, visible = stack.pop()
         for key, body in bodies(holder.op):
             count += 1
             pre = f"b{count}_"
@@ -441,7 +443,16 @@ def _emit_bodies(lines, holders) -> None:
             for o in body.outputs:
                 lines.append(f"  {pre}n{o.index} -> {hid} [style=\"dotted\", "
                              "arrowhead=\"odot\", constraint=\"false\"];")
-            stack.extend((f"{pre}n{n.index}", n) for n in reversed(inner) if bodies(n.op))
+            params = body.graph.inputs
+            operands = holder.inputs[len(holder.inputs) - len(params):] if len(
+                holder.inputs) >= len(params) else ()
+            for x, p in zip(operands, params):
+                if x in visible:
+                    lines.append(f"  {hpre}n{x.index} -> {pre}n{p.index} [style=\"dashed\", "
+                                 "color=\"#9a9a9a\", arrowhead=\"empty\"];")
+            shown = set(inner)
+            stack.extend((f"{pre}n{n.index}", n, pre, shown)
+                         for n in reversed(inner) if bodies(n.op))
 
 
 def _node_attrs(n: Node, folded, marked, outputs, scoped) -> str:

@@ -1,9 +1,10 @@
 """Save and load graphs as versioned JSON (`save`, `load`); never pickle, never eval.
 
-The format (version 2, documented in docs/inspection.md). Version 2 added inner graphs (an
+The format (version 3, documented in docs/inspection.md). Version 2 added inner graphs (an
 op's body, nested in its parameters) and multi-output nodes (such as `split`, whose entry has
-`"outputs": [{"shape", "dtype"}, ...]` in place of its own shape and dtype); a version-1 file is
-version 2 without either, and still loads:
+`"outputs": [{"shape", "dtype"}, ...]` in place of its own shape and dtype); version 3 added the
+loops and branches (`scan`, `while_loop`, `cond`: multi-output nodes holding bodies, which may
+hold loops in turn). Older files are newer ones without these, and still load:
 
     {"format": "graphc", "version": 1, "name": "mlp",
      "nodes": [{"name": "X", "op": "input", "inputs": [], "shape": ["batch", 784],
@@ -55,8 +56,9 @@ from graphc.ir.op import OPS, Constant, Input, output_types
 from graphc.ir.params import MAX_INT, Callables, kinds_of
 
 FORMAT = "graphc"
-VERSION = 2  # what save writes; load reads 1 (no inner graphs, no multi-output nodes) and 2
-VERSIONS = (1, 2)
+VERSION = 3  # what save writes; load reads 1 (no inner graphs, no multi-output nodes), 2
+VERSIONS = (1, 2, 3)  # (no loops) and 3
+LOOPS = ("scan", "while_loop", "cond")  # the ops version 3 added
 MAX_BYTES = 1 << 30  # largest total of constant data (decoded) that load accepts by default
 MAX_NODES = 5_000_000  # most nodes load accepts by default (about 1 KB of memory each)
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -204,7 +206,7 @@ def load(path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Graph:
         >>> gc.load(path)
         Traceback (most recent call last):
         ...
-        graphc.errors.LoadError: ...bad.json: version: ...reads versions 1 and 2, the file has 99
+        graphc.errors.LoadError: ...bad.json: version: ...reads versions 1 to 3, the file has 99
     """
     where = os.fspath(path)
     limit = file_limit(max_bytes, max_nodes)
@@ -311,7 +313,7 @@ class _Reader:
             self.fail("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
         version = data.get("version")
         if version not in VERSIONS or isinstance(version, bool):
-            self.fail("version", f"this graphc reads versions 1 and {VERSION}, the file has "
+            self.fail("version", f"this graphc reads versions 1 to {VERSION}, the file has "
                       f"{version!r}")
         self.version = version
         extra = set(data) - {"format", "version", "name", "nodes"}
@@ -418,6 +420,9 @@ class _Reader:
             self.fail(f"{loc}.name", f"{name!r} is already the name of an earlier node")
         loc = f"{at}nodes[{k}] ({name!r})"
         op_name = self.field(e, loc, "op", str)
+        if op_name in LOOPS and self.version < 3:
+            self.fail(f"{loc}.op", f"{op_name} needs a version 3 file, this one is "
+                      f"{self.version}")
         cls = OPS.get(op_name)
         if cls is None:
             self.fail(f"{loc}.op", f"unknown op {op_name!r}; this graphc registers "

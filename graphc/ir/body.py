@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Node, compiled, evaluate
+from graphc.ir.graph import Graph, Node, compiled, compiled_loop, evaluate
 from graphc.ir.op import Constant, Input, op_key
 from graphc.ir.params import Kind
 
@@ -99,12 +99,24 @@ class Body:
         """The body compiled once (`gc.function`, through the IR's compiler hook), kept in its
         graph's cache: `fn(*arrays)` gives the outputs' values as a list, like `run`, without
         `gc.eval`'s feed checks on each call (for an op that runs its body in a loop)."""
-        key = ("body_function",)
+        key = ("body_function", tuple(o.index for o in self.outputs))  # bodies may share
+        #                                                                   a graph (a loop's)
         fn = self.graph.cache.get(key)
         if fn is None:
             fn = self.graph.cache.put(key, compiled(self.graph.inputs, self.outputs),
                                       [*self.graph.inputs, *self.outputs])
         return fn
+
+
+    def loop_kernel(self, n_carry: int, n_xs: int, reverse: bool):
+        """The whole loop of a scan over this body as one native kernel (`compiled_loop`),
+        made once and kept in the graph's cache; None where the compiler writes none."""
+        key = ("loop_kernel", tuple(o.index for o in self.outputs), n_carry, n_xs, reverse)
+        if key in self.graph.cache:
+            return self.graph.cache.get(key)
+        kernel = compiled_loop(self.graph.inputs, self.outputs, n_carry, n_xs, reverse)
+        self.graph.cache.put(key, kernel, [*self.graph.inputs, *self.outputs])
+        return kernel
 
 
 class _BodyKind(Kind):

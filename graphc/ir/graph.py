@@ -268,7 +268,10 @@ class Graph:
             raise GraphError(f"capture: node {outer.name!r} of graph {outer.graph.name!r} is "
                              f"not in a graph that {self.name!r} is being built inside")
         if outer.graph is not self.parent:  # from further out: captured by each level between
-            outer = self.parent.capture(outer)
+            outer = self.parent.capture(outer)  # (the parent's stand-in is the key: the operand)
+            hit = self.captured.get(outer)
+            if hit is not None and hit in self:
+                return hit
         node = self._append(Input(), (), outer.shape, outer.dtype, outer.name, role="forward",
                             scope="", source=outer.source)
         self.inputs.append(node)
@@ -687,6 +690,28 @@ def compiled(inputs: list, outputs: list) -> Callable:
     if _compiler is None:
         raise GraphError("compiling a graph needs the compiler: `import graphc` registers it")
     return _compiler(list(inputs), list(outputs))
+
+
+# -- how a loop op runs its whole loop natively ---------------------------------------------
+LoopCompiler = Callable[[list, list, int, int, bool], Any]  # -> a kernel, or None
+_loop_compiler: LoopCompiler | None = None
+
+
+def set_loop_compiler(compiler: LoopCompiler) -> None:
+    """Install what `compiled_loop` calls: `graphc.compile` registers its loop kernels."""
+    global _loop_compiler
+    if not callable(compiler):
+        raise TypeError(f"set_loop_compiler: expected a callable, got {compiler!r}")
+    _loop_compiler = compiler
+
+
+def compiled_loop(inputs: list, outputs: list, n_carry: int, n_xs: int, reverse: bool):
+    """A kernel running a whole scan over the body `inputs` -> `outputs` (carries, then
+    scanned slices, then the rest), or None where the compiler writes none (the loop then
+    runs the body from Python, step by step)."""
+    if _loop_compiler is None:
+        return None
+    return _loop_compiler(list(inputs), list(outputs), n_carry, n_xs, reverse)
 
 
 def check_name(what: str, name) -> None:

@@ -81,6 +81,14 @@ class Op:
     def jvp(self, inputs, out, t, i):
         return None
 
+    # An op may instead define `jvp_many(inputs, out, ts)`: the tangent of `out` from all the
+    # inputs' tangents at once (`ts`, None where zero), where one rule per input would repeat
+    # work (a loop runs one tangent loop, not one per input). Forward mode then calls it alone.
+    # A multi-output op may define `primal_op()`, itself without some trailing outputs that it
+    # adds to the same work (a loop that also saves residuals for its gradient: None when it
+    # saves none), and `extends(op)`, whether it computes all of `op`'s outputs, first and in
+    # order: compiled together, a node of `op` is read from this op's node (graphc.rewrite).
+
     # -- hooks: analysis, sympy, drawing, batching ------------------------------------------
     # Flags say what rewrites, drawings and the cost model may assume of the op; the defaults
     # assume nothing. A subclass inherits them: reset any that no longer holds for it.

@@ -170,12 +170,12 @@ def test_debugprint_and_to_dot_show_the_body():
 
 
 # -- saving ----------------------------------------------------------------------------------
-def test_save_load_round_trip_v2(tmp_path, rng):
+def test_save_load_round_trip(tmp_path, rng):
     g, x, W, _, z = small()
     gz = gc.grad(gc.grad(z, x).sum(), W)
     path = gc.save(g, tmp_path / "r.json")
     data = json.loads(open(path).read())
-    assert data["version"] == 2
+    assert data["version"] == 3
     g2 = gc.load(path)
     assert [n.name for n in g2.nodes] == [n.name for n in g.nodes]
     feed = {"x": rng.standard_normal(3), "W": rng.standard_normal((3, 3))}

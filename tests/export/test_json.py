@@ -114,7 +114,7 @@ def test_the_saved_data_is_valid(tmp_path):
 
 def test_wrong_version_and_format(tmp_path):
     data = saved(tmp_path)
-    must_fail({**data, "version": 3}, "f.json: version", "reads versions 1 and 2")
+    must_fail({**data, "version": 4}, "f.json: version", "reads versions 1 to 3")
     must_fail({**data, "version": True}, "version")
     must_fail({**data, "format": "onnx"}, "format")
     must_fail([], "top level")
@@ -310,3 +310,23 @@ def test_fuzz_mutated_bytes_only_raise_load_error(data):
         gjson.loads(bytes(raw))
     except gc.LoadError:
         pass
+
+
+def test_a_loop_in_a_version_2_file_is_refused_and_version_3_round_trips(tmp_path):
+    g = gc.Graph("loops")
+    x = g.input("x", shape=(3,))
+    hT, ys = gc.scan(lambda h, t: (gc.tanh(h + t), h.sum()), x, g.constant(np.ones((4, 3))))
+    path = tmp_path / "loop.json"
+    gc.save(g, path)
+    data = json.loads(path.read_text())
+    assert data["version"] == 3
+    must_fail({**data, "version": 2}, "scan needs a version 3 file, this one is 2")
+    g2 = gc.load(path)
+    xv = np.array([0.1, -0.2, 0.3])
+    want, h = [], xv
+    for _ in range(4):
+        want.append(h.sum())
+        h = np.tanh(h + 1.0)
+    got = gc.function([g2["x"]], [g2.nodes[hT.index], g2.nodes[ys.index]])(xv)
+    np.testing.assert_allclose(got[0], h, rtol=1e-15)
+    np.testing.assert_allclose(got[1], want, rtol=1e-15)
