@@ -17,9 +17,8 @@ from typing import ClassVar
 import numpy as np
 
 from graphc import ops
-from graphc.autodiff.batching import rebuild_batched
 from graphc.autodiff.forward import push_tangents
-from graphc.autodiff.loops import close_views, copy_body, reaching
+from graphc.autodiff.loops import batched_copy, close_views, copy_body, reaching
 from graphc.autodiff.reverse import backprop_seeded
 from graphc.errors import ShapeError
 from graphc.ir import types, walk
@@ -199,23 +198,8 @@ def _forward(op: Cond, inputs: list[Node], ts: list) -> list[Node | None]:
 def _batched_body(body: Body, flags: list[bool], m) -> Body:
     """The branch over operands of which those flagged carry a leading batch axis of length
     m; every output batched (broadcast where it does not depend on a batched operand)."""
-    h = Graph(f"{body.graph.name}.batch")
-    stand_ins, table = [], {}
-    for p, bt in zip(body.graph.inputs, flags):
-        if bt:
-            full = h.input(h.fresh_name(p.name), (m, *p.shape), p.dtype)
-            s = ops.getitem(full, 0)
-            table[s] = (full, True)
-        else:
-            s = h.input(h.fresh_name(p.name), p.shape, p.dtype)
-        stand_ins.append(s)
-    copies = copy_body(h, body, stand_ins)
-    outs = [copies[o] for o in body.outputs]
-    rebuild_batched(h, walk.descendants_within(walk.ancestors(outs), set(table)), table, m)
-    new = []
-    for o in outs:
-        y, bt = table.get(o, (o, False))
-        new.append(y if bt else ops.broadcast_to(y, (m, *o.shape)))
+    h, outs, batched = batched_copy(body, flags, m)
+    new = [y if bt else ops.broadcast_to(y, (m, *y.shape)) for y, bt in zip(outs, batched)]
     close_views(h)
     return Body(h, new)
 

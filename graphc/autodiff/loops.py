@@ -556,6 +556,27 @@ def _forward(op: Scan, inputs, ts) -> list[Node | None]:
 
 
 # -- batching ----------------------------------------------------------------------------------
+def batched_copy(body: Body, flags: list[bool], m) -> tuple[Graph, list[Node], list[bool]]:
+    """The body rebuilt in a new graph over inputs of which those flagged carry a leading
+    batch axis of length m (the vectorizer of `vmap` does the work): the graph, its outputs,
+    and whether each carries the batch axis."""
+    h = Graph(f"{body.graph.name}.batch")
+    stand_ins, table = [], {}
+    for p, bt in zip(body.graph.inputs, flags):
+        if bt:  # the batched input, and row 0 of it standing for the body's input
+            full = h.input(h.fresh_name(p.name), (m, *p.shape), p.dtype)
+            s = ops.getitem(full, 0)
+            table[s] = (full, True)
+        else:
+            s = h.input(h.fresh_name(p.name), p.shape, p.dtype)
+        stand_ins.append(s)
+    copies = copy_body(h, body, stand_ins)
+    outs = [copies[o] for o in body.outputs]
+    rebuild_batched(h, walk.descendants_within(walk.ancestors(outs), set(table)), table, m)
+    found = [table.get(o, (o, False)) for o in outs]
+    return h, [y for y, _ in found], [bt for _, bt in found]
+
+
 def _batch(op: Scan, node: Node, ins, m):
     """One scan of the batched body. Scanned arrays arrive as (m, T, ...) and scan as
     (T, m, ...); a carry is batched where its initial value, or anything it depends on, is."""
@@ -579,27 +600,14 @@ def _batch(op: Scan, node: Node, ins, m):
         if grown == batched_c:
             break
         batched_c = grown
-    h = Graph(f"{b.graph.name}.batch")
-    stand_ins, table = [], {}
     flags = batched_c + [bt for _, bt in x_ins] + [bt for _, bt in k_ins]
-    for p, bt in zip(P, flags):
-        if bt:
-            full = h.input(h.fresh_name(p.name), (m, *p.shape), p.dtype)
-            s = ops.getitem(full, 0)
-            table[s] = (full, True)
-        else:
-            s = h.input(h.fresh_name(p.name), p.shape, p.dtype)
-        stand_ins.append(s)
-    copies = copy_body(h, b, stand_ins)
-    outs = [copies[o] for o in b.outputs]
-    rebuild_batched(h, walk.descendants_within(walk.ancestors(outs), set(table)), table, m)
+    h, outs, out_batched = batched_copy(b, flags, m)
     new_outs = []
-    for k, o in enumerate(outs):
-        y, bt = table.get(o, (o, False))
+    for k, (o, bt) in enumerate(zip(outs, out_batched)):
         if k < nc and batched_c[k] and not bt:
-            y = ops.broadcast_to(y, (m, *o.shape))
-        new_outs.append(y)
-    ys_batched = [table.get(o, (o, False))[1] for o in outs[nc:]]
+            o = ops.broadcast_to(o, (m, *o.shape))
+        new_outs.append(o)
+    ys_batched = out_batched[nc:]
     close_views(h)
     body = Body(h, new_outs)
     g = node.graph
