@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from graphc.errors import GraphError
+
 # NumPy ufunc name -> the standard's name, where they differ (others are the same name)
 NAMES = {"absolute": "abs", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
          "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "arctan2": "atan2",
@@ -72,7 +74,7 @@ def _axes(axis, ndim):
 
 
 def _index(axis: int, ndim: int, piece) -> tuple:
-    return (slice(None),) * (axis % ndim) + (piece,)
+    return (slice(None),) * (axis % ndim) + (piece, Ellipsis)
 
 
 # -- the forms: one per op, over the namespace --------------------------------------------
@@ -142,14 +144,48 @@ def _split(xp, op, x):
                  for a, b in zip(bounds[:-1], bounds[1:]))
 
 
+def _spelled(index) -> tuple:
+    """A basic index spelled out for every axis: the standard reads no implicit trailing
+    `:` (NumPy's `x[1]` of a matrix is `x[1, ...]`)."""
+    index = index if isinstance(index, tuple) else (index,)
+    return index if any(i is Ellipsis for i in index) else (*index, Ellipsis)
+
+
 def _getitem(xp, op, x):
-    return x[op.index]
+    index = _spelled(op.index)
+    if not any(i is None for i in index):
+        return x[index]
+    # new axes inserted after indexing: array-api-strict refuses None beside an Ellipsis
+    kept = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out, new = 0, []
+    for i in index:
+        if i is None:
+            new.append(out)
+            out += 1
+        elif i is Ellipsis:
+            out += x.ndim - kept
+        elif isinstance(i, slice):
+            out += 1
+    x = x[tuple(i for i in index if i is not None)]
+    for a in new:
+        x = xp.expand_dims(x, axis=a)
+    return x
 
 
 def _scatter_index(xp, op, v, like):
     out = xp.zeros(like.shape, dtype=like.dtype)
-    out[op.index] = v
+    _add_into(xp, out, op.index, v, add=False)
     return out
+
+
+def _add_into(xp, out, index, v, add=True):
+    """out[index] (+)= v; the new axes (None) of a basic index are dropped from v's shape,
+    which the standard's assignment does not read."""
+    index = _spelled(index)
+    if any(i is None for i in index):
+        index = tuple(i for i in index if i is not None)
+        v = xp.reshape(v, out[index].shape)
+    out[index] = out[index] + v if add else v
 
 
 def _scatter_add(xp, op, like, *terms):
@@ -162,7 +198,7 @@ def _scatter_add(xp, op, like, *terms):
     else:
         out = xp.zeros(like.shape, dtype=like.dtype)
     for index, v in zip(op.indices, windows):
-        out[index] = out[index] + v
+        _add_into(xp, out, index, v)
     return out
 
 
@@ -234,7 +270,7 @@ def _cholesky(xp, op, a):
 def _solve_general(xp, a, b):
     """np.linalg.solve's rule: a 1-d b is one vector, else a stack of matrices."""
     if b.ndim == 1:
-        return xp.linalg.solve(a, b[:, None])[:, 0]
+        return xp.linalg.solve(a, b[:, None])[..., 0]
     return xp.linalg.solve(a, b)
 
 
@@ -444,6 +480,72 @@ def _add_n(xp, op, *xs):
     return out
 
 
+def _einsum(xp, op, *arrays):
+    """A sum of products by broadcasting: each operand laid out over the labels seen so
+    far, multiplied in, and each label summed out once no later operand reads it."""
+    order = list(op.output)
+    for sub in op.subscripts:
+        order += [k for k in sub if k not in order]
+    acc, have = None, []
+    for k, (sub, x) in enumerate(zip(op.subscripts, arrays)):
+        sub = list(sub)
+        while len(set(sub)) != len(sub):  # a repeated label reads a diagonal
+            a = next(a for a in sub if sub.count(a) > 1)
+            i, j = [m for m, b in enumerate(sub) if b == a][:2]
+            rest = [m for m in range(len(sub)) if m not in (i, j)]
+            x = xp.linalg.diagonal(xp.permute_dims(x, (*rest, i, j)))
+            sub = [sub[m] for m in rest] + [a]
+        mine = sorted(sub, key=order.index)
+        x = xp.permute_dims(x, tuple(sub.index(a) for a in mine))
+        labels = sorted(set(have) | set(sub), key=order.index)
+        x = xp.reshape(x, tuple(x.shape[mine.index(a)] if a in mine else 1 for a in labels))
+        if acc is None:
+            acc = x
+        else:
+            acc = xp.reshape(acc, tuple(acc.shape[have.index(a)] if a in have else 1
+                                        for a in labels)) * x
+        later = {a for s in op.subscripts[k + 1:] for a in s} | set(op.output)
+        done = tuple(i for i, a in enumerate(labels) if a not in later)
+        if done:
+            acc = xp.sum(acc, axis=done)
+            labels = [a for a in labels if a in later]
+        have = labels
+    return acc
+
+
+def _recurrence(xp, op, a, b):
+    """h_i = a_i h_(i-1) + b_i along the axis, one step per entry of it."""
+    a, b = xp.broadcast_arrays(a, b)
+    axis = op.axis % b.ndim
+    n = b.shape[axis]
+    steps = range(n - 1, -1, -1) if op.reverse else range(n)
+    out, h = [None] * n, None
+    for i in steps:
+        bi = b[_index(axis, b.ndim, i)]
+        h = bi if h is None else a[_index(axis, a.ndim, i)] * h + bi
+        out[i] = h
+    return xp.stack(out, axis=axis)
+
+
+def _segment_sum(xp, op, data, ids):
+    """Sums grouped by id as a product with the one-hot matrix of the ids (the standard has
+    no scatter-add)."""
+    axis = op.axis % data.ndim
+    n = int(op.num_segments)
+    ids = _normal_indices(xp, xp.astype(ids, xp.int64), n)
+    onehot = xp.astype(xp.reshape(ids, (1, -1)) == xp.reshape(xp.arange(n), (-1, 1)),
+                       data.dtype)  # (n, len(ids))
+    out = xp.tensordot(onehot, data, axes=([1], [axis]))  # segments first
+    return xp.permute_dims(out, (*range(1, axis + 1), 0, *range(axis + 1, data.ndim)))
+
+
+def _permute_along(xp, op, x, p):
+    p = xp.astype(p, xp.int64)
+    if op.inverse:  # out[p[i]] = x[i]: read x through the inverse permutation
+        p = xp.argsort(p, axis=op.axis, stable=True)
+    return xp.take_along_axis(x, p, axis=op.axis)
+
+
 def _output(xp, op, t):
     return t[op.index]
 
@@ -469,7 +571,8 @@ FORMS = {
     "sort": _sort, "argsort": _argsort, "pad": _pad, "tile": _tile, "repeat": _repeat,
     "flip": _flip, "roll": _roll, "triu": _triangle("triu"), "tril": _triangle("tril"),
     "zeros": _zeros, "ones": _ones, "full": _full, "eye": _eye, "arange": _arange,
-    "linspace": _linspace,
+    "linspace": _linspace, "einsum": _einsum, "recurrence": _recurrence,
+    "segment_sum": _segment_sum, "permute_along": _permute_along,
 }
 
 # Ops without a form in the standard: what each namespace family lacks, and why. "*" holds
@@ -481,12 +584,11 @@ _LOOPS = "a Python-level loop over NumPy arrays inside its forward"
 _BODY = "an inner graph run by graphc's NumPy evaluator"
 MISSING: dict[str, dict[str, str]] = {
     "*": {
-        "segment_sum": _SCATTER, "add_along_axis": _SCATTER, "at_add": _SCATTER,
+        "add_along_axis": _SCATTER, "at_add": _SCATTER,
         "at_set": "assignment through integer-array indices (not in the standard)",
         "gather": "integer-array indexing of several axes (not in the standard)",
         "last_write": "np.unique over integer-array indices (not in the standard)",
-        "permute_along": "put_along_axis (not in the standard)",
-        "recurrence": _LOOPS, "cholesky_grad": _LOOPS,
+        "cholesky_grad": _LOOPS,
         "conv": "strided windows (no as_strided or convolution in the standard)",
         "conv_transpose": "strided windows (no convolution in the standard)",
         "conv_weight_vjp": "strided windows (no convolution in the standard)",
@@ -497,7 +599,6 @@ MISSING: dict[str, dict[str, str]] = {
         "avg_pool_vjp": "strided windows (no pooling in the standard)",
         "erf": "special functions are not in the standard",
         "erfc": "special functions are not in the standard",
-        "einsum": "einsum is not in the standard",
         "remat": _BODY, "implicit": _BODY, "fixed_point": _BODY, "root": _BODY,
         "row_loop": _BODY, "custom_vjp": _BODY, "custom_jvp": _BODY,
     },
@@ -511,12 +612,6 @@ def _dask_erf(name):
     return form
 
 
-def _dask_einsum(xp, op, *arrays):
-    import dask.array as da
-    spec = op.subscripts if op.output is None else f"{op.subscripts}->{op.output}"
-    return da.einsum(spec, *arrays)
-
-
 def _cupy_special(name):
     def form(xp, op, x):
         import cupyx.scipy.special
@@ -524,17 +619,10 @@ def _cupy_special(name):
     return form
 
 
-def _cupy_einsum(xp, op, *arrays):
-    import cupy
-    spec = op.subscripts if op.output is None else f"{op.subscripts}->{op.output}"
-    return cupy.einsum(spec, *arrays)
-
-
 # a family's own forms of ops the standard lacks (or has, where the family's is better)
 OVERRIDES: dict[str, dict] = {
-    "dask": {"erf": _dask_erf("erf"), "erfc": _dask_erf("erfc"), "einsum": _dask_einsum},
-    "cupy": {"erf": _cupy_special("erf"), "erfc": _cupy_special("erfc"),
-             "einsum": _cupy_einsum},
+    "dask": {"erf": _dask_erf("erf"), "erfc": _dask_erf("erfc")},
+    "cupy": {"erf": _cupy_special("erf"), "erfc": _cupy_special("erfc")},
 }
 
 # Dask: the linear algebra of small matrices (dask.array.linalg has no slogdet, det, eigh;
