@@ -290,13 +290,14 @@ class DaskBackend(ArrayApiBackend):
         """NumPy arrays (the parameters) scattered to every worker of the current client
         once, and read by the tasks from there, rather than shipped inside each task."""
         client = current_client()
-        if client is None:
-            return arrays
         out = []
         for a in arrays:
-            if isinstance(a, np.ndarray) and a.ndim:
-                future = client.scatter(a, broadcast=True, hash=False)
-                a = self.da.from_delayed(future, a.shape, dtype=a.dtype)
+            if isinstance(a, np.ndarray):
+                if client is not None and a.ndim:
+                    future = client.scatter(a, broadcast=True, hash=False)
+                    a = self.da.from_delayed(future, a.shape, dtype=a.dtype)
+                else:  # one chunk: Dask's functions take Dask arrays
+                    a = self.da.from_array(a, chunks=a.shape)
             out.append(a)
         return out
 
@@ -331,7 +332,7 @@ class _Constants:
         self.cache: dict = {}
 
     def __call__(self, xp):
-        if self.family == "dask" or xp_forms.family(xp) == "numpy":
+        if xp_forms.family(xp) == "numpy":
             return self.values
         hit = self.cache.get(id(xp))
         if hit is None or hit[0] is not xp:

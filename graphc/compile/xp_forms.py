@@ -336,7 +336,7 @@ def _take(xp, op, x, idx):
     else:
         axis = op.axis % x.ndim
     n = x.shape[axis]
-    flat = _normal_indices(xp, xp.reshape(xp.astype(idx, xp.int64), (-1,)), n)
+    flat = _normal_indices(xp, xp.reshape(xp.astype(xp.asarray(idx), xp.int64), (-1,)), n)
     out = xp.take(x, flat, axis=axis)
     return xp.reshape(out, (*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]))
 
@@ -619,9 +619,37 @@ def _cupy_special(name):
     return form
 
 
+def _dask_softmax_cross_entropy(xp, op, logits, labels):
+    """Class ids picked by a one-hot mask and a sum over the last axis, chunk by chunk (Dask
+    has no take_along_axis)."""
+    if not xp.isdtype(labels.dtype, "integral"):
+        return _softmax_cross_entropy(xp, op, logits, labels)
+    dtype = op.out_dtype(np.dtype(logits.dtype), np.dtype(labels.dtype))
+    log_p = _log_softmax(xp, _LastAxis, xp.astype(logits, dtype_of(xp, dtype)))
+    depth = logits.shape[-1]
+    ids = _normal_indices(xp, xp.astype(labels, xp.int64), depth)
+    hit = ids[..., None] == xp.arange(depth)
+    return -xp.sum(xp.where(hit, log_p, xp.zeros_like(log_p)), axis=-1)
+
+
+def _dask_reshape(xp, op, x):
+    """Dask reshapes within chunks: the trailing axes are made whole first (the data axis,
+    leading, keeps its chunks), and the whole array where even that does not do."""
+    shape = tuple(int(d) for d in op.shape)
+    try:
+        return xp.reshape(x, shape)
+    except NotImplementedError:
+        pass
+    try:
+        return xp.reshape(x.rechunk({a: -1 for a in range(1, x.ndim)}), shape)
+    except NotImplementedError:
+        return xp.reshape(x.rechunk(-1), shape)
+
+
 # a family's own forms of ops the standard lacks (or has, where the family's is better)
 OVERRIDES: dict[str, dict] = {
-    "dask": {"erf": _dask_erf("erf"), "erfc": _dask_erf("erfc")},
+    "dask": {"erf": _dask_erf("erf"), "erfc": _dask_erf("erfc"),
+             "softmax_cross_entropy": _dask_softmax_cross_entropy, "reshape": _dask_reshape},
     "cupy": {"erf": _cupy_special("erf"), "erfc": _cupy_special("erfc")},
 }
 
@@ -630,7 +658,9 @@ OVERRIDES: dict[str, dict] = {
 # over whole arrays (the op's NumPy forward), which is right for the parameter-sized values
 # they see in a data-parallel graph.
 SINGLE_BLOCK = {"dask": frozenset({"inv", "slogdet", "det", "cholesky", "solve", "cho_solve",
-                                   "solve_triangular", "eigh", "svd", "qr"})}
+                                   "solve_triangular", "eigh", "svd", "qr",
+                                   # no take_along_axis; sorts only along one chunk
+                                   "take_along_axis", "permute_along", "sort", "argsort"})}
 
 
 def family(xp) -> str:
