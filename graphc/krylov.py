@@ -29,7 +29,7 @@ from graphc import ops
 from graphc.autodiff import memo
 from graphc.autodiff.arguments import check_float, check_node
 from graphc.autodiff.second_order import MODES, hvp_and_grad
-from graphc.compile import fusion
+from graphc.compile import fusion, xp_backend
 from graphc.compile import inputs as input_checks
 from graphc.compile.function import Function
 from graphc.errors import GraphError, InputError, ShapeError
@@ -57,8 +57,8 @@ class _Program:
     """
 
     def __init__(self, loss: Node, xs: list[Node], vs: list[Node], gs: list[Node],
-                 hv: list[Node], boundary: dict[Node, Node], mode: str):
-        self.xs, self.mode = xs, mode
+                 hv: list[Node], boundary: dict[Node, Node], mode: str, backend: str = "numpy"):
+        self.xs, self.mode, self.backend = xs, mode, backend
         self.n_grad = len(gs)
         point_outputs = [loss, *gs, *boundary.values()]
         skip = set(vs) | set(boundary)
@@ -70,8 +70,8 @@ class _Program:
         self.slot: dict[Node, int] = {n: k for k, n in enumerate(self.inputs)}
         self.wrt_slots = [self.slot[x] for x in xs]
         self.direct_slots = [self.slot[n] for n in direct]
-        self.point = Function(self.inputs, point_outputs)
-        self.product = Function([*boundary, *direct, *vs], hv)
+        self.point = Function(self.inputs, point_outputs, backend=backend)
+        self.product = Function([*boundary, *direct, *vs], hv, backend=backend)
 
     # -- values -------------------------------------------------------------------------------
     def feed(self, fn: str, at, base: list | None = None, params: bool = True) -> list:
@@ -109,7 +109,8 @@ class _Program:
                 values[self.slot[n]] = new[n]
         try:
             arrays, _ = input_checks.check_values(
-                (*self.inputs, *extra), [*values, *(new[n] for n in extra)])
+                (*self.inputs, *extra), [*values, *(new[n] for n in extra)],
+                convert=None if self.backend == "numpy" else xp_backend.lazy_check)
         except InputError as e:
             raise InputError(f"{fn}: {e}") from None
         for n, value in new.items():
@@ -132,7 +133,11 @@ class _Program:
     def evaluate(self, fn: str, values: list) -> tuple[list, tuple]:
         """The point part at `values`: ([loss, *grads, ...], the product's leading args)."""
         try:
-            out = self.point(*values)
+            if self.backend == "dask":  # computed once, the product's values kept on workers
+                out = xp_backend.persist_point(self.point(*values, compute=False),
+                                               1 + self.n_grad)
+            else:
+                out = self.point(*values)
         except InputError as e:
             raise InputError(f"{fn}: {e}") from None
         fed = out[1 + self.n_grad:]
@@ -466,7 +471,9 @@ def _program(fn: str, loss, wrt, at, mode: str) -> tuple[_Program, list]:
             raise GraphError(f"{fn}: `at` has no value for wrt node {x.name!r}")
     if len(set(xs)) != len(xs):
         raise GraphError(f"{fn}: a wrt node is listed twice")
-    hit = memo.lookup(g, "krylov", loss, xs, mode)
+    backend = xp_backend.backend_for(at.values())  # Dask data: the same program on Dask
+    kind = "krylov" if backend == "numpy" else f"krylov-{backend}"
+    hit = memo.lookup(g, kind, loss, xs, mode)
     if hit is not None:
         program = hit[1]
         return program, program.feed(fn, at)
@@ -474,9 +481,9 @@ def _program(fn: str, loss, wrt, at, mode: str) -> tuple[_Program, list]:
         vs = [g.input(g.fresh_name(f"v({x.name})"), x.shape, x.dtype) for x in xs]
         gs, hv, mode_used = hvp_and_grad(loss, xs, vs, mode)
         boundary, hv = _split_at_point(hv, vs)
-        program = _Program(loss, xs, vs, gs, hv, boundary, mode_used)
+        program = _Program(loss, xs, vs, gs, hv, boundary, mode_used, backend)
         values = program.feed(fn, at)  # a bad value removes what was built, too
-    memo.remember(g, "krylov", loss, xs, mode, value=((vs, gs, hv, boundary), program))
+    memo.remember(g, kind, loss, xs, mode, value=((vs, gs, hv, boundary), program))
     return program, values
 
 

@@ -12,7 +12,7 @@ Dask runs any op without a form as one task over whole arrays (`single_block`): 
 NumPy forward, on values the size of parameters in a data-parallel graph. A call computes the
 results on the current `dask.distributed` client (the threaded scheduler when there is none)
 unless it passes `compute=False`; NumPy inputs (the parameters) are scattered to every worker
-once per call (`client.scatter(broadcast=True)`), not embedded in each task.
+as one key of the task graph, which each worker fetches once, not embedded in each task.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class ArrayApiBackend(Backend):
     name: ClassVar[str] = "array_api"
     namespace: ClassVar[dict] = {"xp": None}  # reserved: the generated code's namespace
     family: ClassVar[str | None] = None  # fixed by a subclass (dask, cupy)
-    extra: ClassVar[str] = "dev"
+    extra: ClassVar[str] = "array-api"
 
     def __init__(self):
         self.compat = require("array_api_compat", self.extra, self.name)
@@ -272,6 +272,8 @@ class DaskBackend(ArrayApiBackend):
         return self.compat.array_namespace(self.da.zeros(0))
 
     def convert(self, xp, node: Node, value):
+        if xp is None:
+            xp = self.namespace_of((), ())
         if _is_foreign(value) and not isinstance(value, self.da.Array):
             raise InputError(f"input {node.name!r}: the dask backend takes Dask or NumPy "
                              f"arrays, got {type(value).__name__}")
@@ -287,40 +289,24 @@ class DaskBackend(ArrayApiBackend):
                                  False)
 
     def place(self, xp, arrays: list, options: dict) -> list:
-        """NumPy arrays (the parameters) scattered to every worker of the current client
-        once, and read by the tasks from there, rather than shipped inside each task."""
-        client = current_client()
-        out = []
-        for a in arrays:
-            if isinstance(a, np.ndarray):
-                if client is not None and a.ndim:
-                    future = client.scatter(a, broadcast=True, hash=False)
-                    a = self.da.from_delayed(future, a.shape, dtype=a.dtype)
-                else:  # one chunk: Dask's functions take Dask arrays
-                    a = self.da.from_array(a, chunks=a.shape)
-            out.append(a)
-        return out
+        """NumPy arrays (the parameters) as one-chunk Dask arrays: one key in the task graph
+        that every task reads (each worker fetches it once), not a copy inside each task.
+        Not `client.scatter`: scattered data has no recipe, so a worker lost with it could
+        not be recomputed, and the values persisted from it would be lost for good."""
+        return [self.da.from_array(a, chunks=a.shape) if isinstance(a, np.ndarray) else a
+                for a in arrays]
 
     def finish(self, xp, results: list, values: list, options: dict) -> list:
         fed = {id(v) for v in values}
         if not options["compute"]:
             return [self.da.asarray(r) if not isinstance(r, self.da.Array) else r
                     for r in results]
-        computed = self.dask.compute(*results)
+        try:
+            computed = self.dask.compute(*results)
+        except Exception as e:  # a worker lost for good, a task that raised on a worker, ...
+            raise GraphError(f"the Dask computation failed: {type(e).__name__}: {e}") from e
         return [np.array(r, copy=True) if id(r) in fed or not isinstance(r, np.ndarray)
                 or not r.flags.writeable else r for r in computed]
-
-
-def current_client():
-    """The current dask.distributed client, or None (then Dask's threaded scheduler runs)."""
-    try:
-        from distributed import get_client
-    except ImportError:
-        return None
-    try:
-        return get_client()
-    except ValueError:
-        return None
 
 
 class _Constants:
@@ -401,3 +387,38 @@ def _numpy_dtype(dtype) -> np.dtype | None:
 
 def _dtype_name(dtype: np.dtype) -> str:
     return "bool" if dtype == np.bool_ else dtype.name
+
+
+# -- the Krylov bridge's hooks (graphc/krylov.py): Dask values in `at` ------------------------
+def backend_for(values) -> str:
+    """"dask" when any value is a Dask array (the data of a curvature operator spread over a
+    cluster), else "numpy"."""
+    return "dask" if any(type(v).__module__.startswith("dask.") for v in values) else "numpy"
+
+
+def lazy_check(node: Node, value):
+    """A value of `at` checked against its input node without computing it: a Dask array
+    stays lazy, anything else becomes a NumPy array of the node's dtype."""
+    if type(value).__module__.startswith("dask."):
+        backend = get_dask()
+        return backend.convert(None, node, value)
+    return input_checks.as_array(node, value)
+
+
+def get_dask() -> DaskBackend:
+    return DaskBackend()
+
+
+def persist_point(outputs: list, n_small: int) -> list:
+    """The point part's outputs on Dask: computed together once, the first `n_small` (the loss
+    and the gradients) brought back as NumPy arrays, the rest (the values each product reads)
+    kept on the workers (`persist`), so a product ships only the vector out."""
+    import dask
+
+    try:
+        kept = dask.persist(*outputs)
+        small = dask.compute(*kept[:n_small])
+    except Exception as e:  # a lost worker whose data could not be recomputed, ...
+        raise GraphError(f"the Dask computation of the point part failed: "
+                         f"{type(e).__name__}: {e}") from e
+    return [np.asarray(a) for a in small] + list(kept[n_small:])
