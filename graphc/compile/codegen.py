@@ -16,8 +16,10 @@ calls, so threads can share it.
 
 from __future__ import annotations
 
-from graphc.compile import numpy_backend  # noqa: F401 - registers the "numpy" backend
-from graphc.compile import xp_backend  # noqa: F401 - registers "array_api", "dask", "cupy"
+from graphc.compile import (
+    numpy_backend,  # noqa: F401 - registers the "numpy" backend
+    xp_backend,  # noqa: F401 - registers "array_api", "dask", "cupy"
+)
 from graphc.compile.emit import Backend, Program, get_backend
 from graphc.compile.plan import make_plan
 from graphc.compile.schedule import Schedule

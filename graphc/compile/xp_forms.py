@@ -23,8 +23,6 @@ import math
 
 import numpy as np
 
-from graphc.errors import GraphError
-
 # NumPy ufunc name -> the standard's name, where they differ (others are the same name)
 NAMES = {"absolute": "abs", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
          "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "arctan2": "atan2",
@@ -57,7 +55,7 @@ def elementwise_form(op) -> str | None:
     if name not in STANDARD:
         return None
     arity = uf.nin
-    return f"xp.{name}({', '.join('{%d}' % k for k in range(arity))})"
+    return f"xp.{name}({', '.join('{' + str(k) + '}' for k in range(arity))})"
 
 
 def dtype_of(xp, dtype):
