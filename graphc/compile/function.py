@@ -287,8 +287,10 @@ def function(inputs, outputs, optimize: bool = True, check_finite: bool = False,
              backend: str = "numpy") -> Function:
     """Compile `outputs` as a function of `inputs`.
 
-    `backend` names the code generator (`graphc.compile.emit.BACKENDS`; "numpy", the default,
-    is the one this version has).
+    `backend` names the code generator (`graphc.compile.emit.BACKENDS`): "numpy" (the
+    default: in-place plan, numba fusion), "array_api" (the namespace of the arrays a call
+    gets), "dask" (a task graph on the current client; `f(..., compute=False)` gives Dask
+    arrays) or "cupy" (docs/scaling.md).
 
     Examples:
         >>> import numpy as np, graphc as gc
