@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 import array_api_strict as xps
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -115,3 +116,29 @@ def test_cupy_backend_runs_the_graph_on_the_gpu(rng):
     for a, b in zip(got, want):
         assert isinstance(a, cupy.ndarray)
         np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10)
+
+
+def test_krylov_operators_take_dask_data_and_move_to_new_data(rng):
+    ins, _ = mlp()
+    X, y, W1, W2 = ins
+    loss = gc.softmax_cross_entropy(gc.tanh(X @ W1) @ W2, y).mean() + 1e-3 * gc.sum(W2 * W2)
+    vals = values(rng, n=16)
+    lazy = [da.from_array(vals[0], chunks=(4, 5)), da.from_array(vals[1], chunks=4)]
+    at = {X: lazy[0], y: lazy[1], W1: vals[2], W2: vals[3]}
+    p = rng.standard_normal(W2.size)
+    with dask.config.set(scheduler="threads"):
+        H = gc.hessian_operator(loss, W2, at=at)
+        want = gc.hessian_operator(loss, W2, at={X: vals[0], y: vals[1], W1: vals[2],
+                                                 W2: vals[3]})
+        np.testing.assert_allclose(H @ p, want @ p, rtol=1e-12)
+        more = values(rng, n=8)
+        H.update({X: da.from_array(more[0], chunks=(4, 5)), y: more[1]})
+        want.update({X: more[0], y: more[1]})
+        np.testing.assert_allclose(H @ p, want @ p, rtol=1e-12)
+        obj = gc.objective(loss, W2, at=at)
+        ref = gc.objective(loss, W2, at={X: vals[0], y: vals[1], W1: vals[2], W2: vals[3]})
+        theta = rng.standard_normal(W2.size)
+        assert obj.fun(theta) == pytest.approx(ref.fun(theta), rel=1e-12)
+        np.testing.assert_allclose(obj.jac(theta), ref.jac(theta), rtol=1e-12, atol=1e-15)
+        with pytest.raises(gc.InputError, match="'X'.*axis 1"):
+            obj.with_data({X: da.zeros((8, 4), chunks=4)})
