@@ -16,6 +16,11 @@ Both parts are built and compiled once per (loss, wrt, mode) and remembered in t
 (`graphc.autodiff.memo`): every later operator or objective of that loss reuses them, and
 `HessianOperator.update` and `Objective.with_data` move an existing one to new values (a new
 minibatch, new parameters) without building a node or compiling anything.
+
+Dask arrays in `at` (data spread over a cluster) compile the same two parts on the dask
+backend (graphc/compile/xp_backend.py): the point part is computed once per point and its
+values persisted on the workers, so each product ships only the vector out and the partial
+products back (docs/scaling.md).
 """
 
 from __future__ import annotations
