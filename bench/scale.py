@@ -13,7 +13,7 @@ thread everywhere).
     persisted data. dask_glm's Newton takes no penalty, so (c) fits the unregularised loss
     for both; the tolerance is the same: Newton-CG's xtol = dask_glm's tol on the step.
 
-    python bench/scale.py --quick          # small sizes, under a minute
+    python bench/scale.py --quick          # small sizes, about a minute
     python bench/scale.py                  # the full run (docs/scaling.md), about 20 minutes
 
 Timings are best of --repeat rounds; the machine is shared, so read ratios, not seconds.
@@ -109,33 +109,43 @@ def numpy_run(X, y, w, loss, grad, n, rows, w0, p, repeat):
     return (best(lambda: f(Xv, yv, w0), repeat), best(lambda: H @ p, repeat)), H @ p
 
 
-def part_a(sizes, rows, repeat):
+def dask_run(client, fd, X, y, w, loss, n, rows, w0, p, want, repeat):
+    """(seconds per gradient, per HVP) on the cluster of `client`, the data made and
+    persisted on its workers."""
     from distributed import wait
 
+    import graphc as gc
+
+    Xd, yd = lazy_data(n, rows)
+    Xd, yd = client.persist([Xd, yd])
+    wait([Xd, yd])
+    Hd = gc.hessian_operator(loss, w, at={X: Xd, y: yd, w: w0})
+    assert np.allclose(Hd @ p, want, rtol=1e-10), "the Dask HVP differs from NumPy's"
+    return best(lambda: fd(Xd, yd, w0), repeat), best(lambda: Hd @ p, repeat)
+
+
+def part_a(sizes, rows, repeat):
     import graphc as gc
 
     X, y, w, loss = model()
     grad = gc.grad(loss, w)
     w0 = 0.1 * np.random.default_rng(0).standard_normal(D)
     p = np.random.default_rng(1).standard_normal(D)
-    results = {}
+    results = {n: {} for n in sizes}
+    want = {}
     for n in sizes:
-        numpy_times, want = numpy_run(X, y, w, loss, grad, n, rows, w0, p, repeat)
-        results[n] = {"numpy": numpy_times}
-        for k in (1, 2):
-            c, client = cluster(k)
-            try:
-                Xd, yd = lazy_data(n, rows)
-                Xd, yd = client.persist([Xd, yd])
-                wait([Xd, yd])
-                fd = gc.function([X, y, w], grad, backend="dask")
-                Hd = gc.hessian_operator(loss, w, at={X: Xd, y: yd, w: w0})
-                assert np.allclose(Hd @ p, want, rtol=1e-10), "dask HVP differs from NumPy's"
-                results[n][k] = (best(lambda: fd(Xd, yd, w0), repeat),
-                                 best(lambda: Hd @ p, repeat))
-            finally:
-                client.close()
-                c.close()
+        results[n]["numpy"], want[n] = numpy_run(X, y, w, loss, grad, n, rows, w0, p, repeat)
+    fd = gc.function([X, y, w], grad, backend="dask")
+    for k in (1, 2):  # one cluster per worker count, every size on it
+        c, client = cluster(k)
+        try:
+            for n in sizes:  # the data persisted on the workers, freed after each size
+                results[n][k] = dask_run(client, fd, X, y, w, loss, n, rows, w0, p, want[n],
+                                         repeat)
+        finally:
+            client.close()
+            c.close()
+    for n in sizes:
         row = results[n]
         print(f"{n:>11,d} rows  numpy grad {row['numpy'][0] * 1e3:8.1f} ms  "
               f"hvp {row['numpy'][1] * 1e3:8.1f} ms  | 1 worker grad {row[1][0] * 1e3:8.1f} "
@@ -143,7 +153,7 @@ def part_a(sizes, rows, repeat):
               f"hvp {row[2][1] * 1e3:8.1f}  | speedup 2w/numpy grad "
               f"{row['numpy'][0] / row[2][0]:4.2f}x hvp {row['numpy'][1] / row[2][1]:4.2f}x, "
               f"2w/1w grad {row[1][0] / row[2][0]:4.2f}x hvp {row[1][1] / row[2][1]:4.2f}x")
-        sys.stdout.flush()
+    sys.stdout.flush()
     return results
 
 
@@ -245,7 +255,8 @@ def main(argv=None):
     ap.add_argument("--parts", default="abc", help="which parts to run (a, b, c)")
     args = ap.parse_args(argv)
     if args.quick:
-        sizes, big, newton, chunk = [2e5, 4e5], 2e6, 2e5, 50_000
+        sizes, big, newton, chunk = [2e5], 1e6, 1e5, 50_000
+        args.repeat = min(args.repeat, 2)
     else:
         sizes = args.rows or [1e6, 3e6, 1e7]
         big, newton, chunk = args.big, args.newton_rows, args.chunk
