@@ -27,6 +27,11 @@ each product is a pass over the data set that runs the product's whole graph onc
 and sums the results, so no more than one batch's data and intermediates are held at once.
 The estimators of `graphc.estimators` (trace, diagonal, spectral density, top eigenvalues,
 inverse) are re-exported here: `krylov.trace(H)`.
+
+Dask arrays in `at` (data spread over a cluster) compile the same parts on the dask backend
+(graphc/compile/xp_backend.py): the point part is computed once per point and its values
+persisted on the workers, so each product ships only the vector out and the partial products
+back (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from graphc import ops
 from graphc.autodiff import memo
 from graphc.autodiff.arguments import check_float, check_node
 from graphc.autodiff.second_order import MODES, hvp_and_grad
-from graphc.compile import fusion
+from graphc.compile import fusion, xp_backend
 from graphc.compile import inputs as input_checks
 from graphc.compile.function import Function
 from graphc.errors import GraphError, InputError, ShapeError
@@ -93,8 +98,9 @@ class _Program:
     """
 
     def __init__(self, xs: list[Node], head: list[Node],
-                 products: list[tuple[list[Node], list[Node]]], mode: str):
-        self.xs, self.mode, self.head = xs, mode, list(head)
+                 products: list[tuple[list[Node], list[Node]]], mode: str,
+                 backend: str = "numpy"):
+        self.xs, self.mode, self.head, self.backend = xs, mode, list(head), backend
         self.n_grad = len(head) - 1  # for objectives: head = [loss, *gradients]
         sources: dict[Node, int] = {}  # point node read by a product -> its output position
         parts, self.made = [], []
@@ -118,9 +124,9 @@ class _Program:
         self.inputs: list[Node] = sorted(needed, key=lambda n: n.index)
         self.slot: dict[Node, int] = {n: k for k, n in enumerate(self.inputs)}
         self.wrt_slots = [self.slot[x] for x in xs]
-        self.point = Function(self.inputs, point_outputs)
+        self.point = Function(self.inputs, point_outputs, backend=backend)
         self.products = [
-            _Product(vs, outs, Function([*boundary, *direct, *vs], rebuilt),
+            _Product(vs, outs, Function([*boundary, *direct, *vs], rebuilt, backend=backend),
                      [sources[src] for src in boundary.values()],
                      [self.slot[n] for n in direct])
             for vs, outs, boundary, rebuilt, direct, _ in parts]
@@ -136,13 +142,13 @@ class _Program:
         what a pass over a data set runs per batch (compiled on first use)."""
         part = self.products[k]
         if part.whole is None:
-            part.whole = Function([*self.inputs, *part.vs], part.outs)
+            part.whole = Function([*self.inputs, *part.vs], part.outs, backend=self.backend)
         return part.whole
 
     def head_only(self) -> Function:
         """The head alone (loss and gradient), for a pass over a data set; compiled once."""
         if self._head_only is None:
-            self._head_only = Function(self.inputs, self.head)
+            self._head_only = Function(self.inputs, self.head, backend=self.backend)
         return self._head_only
 
     # -- values -------------------------------------------------------------------------------
@@ -181,7 +187,8 @@ class _Program:
                 values[self.slot[n]] = new[n]
         try:
             arrays, _ = input_checks.check_values(
-                (*self.inputs, *extra), [*values, *(new[n] for n in extra)])
+                (*self.inputs, *extra), [*values, *(new[n] for n in extra)],
+                convert=None if self.backend == "numpy" else xp_backend.lazy_check)
         except InputError as e:
             raise InputError(f"{fn}: {e}") from None
         for n, value in new.items():
@@ -204,7 +211,11 @@ class _Program:
     def evaluate(self, fn: str, values: list) -> tuple[list, list[tuple]]:
         """The point part at `values`: ([*head, ...], each product's leading args)."""
         try:
-            out = self.point(*values)
+            if self.backend == "dask":  # computed once, the products' values kept on workers
+                out = xp_backend.persist_point(self.point(*values, compute=False),
+                                               len(self.head))
+            else:
+                out = self.point(*values)
         except InputError as e:
             raise InputError(f"{fn}: {e}") from None
         args = [(*(_canonical(out[i], n.dtype) for i, n in zip(p.picks, p.function.inputs)),
@@ -736,6 +747,9 @@ def compile_products(fn: str, key: tuple, wrt, at, build, batches=None, progress
     """
     g = key[1].graph
     xs = _wrt_nodes(fn, g, wrt, at)
+    backend = xp_backend.backend_for(at.values())  # Dask data: the same program on Dask
+    if backend != "numpy":
+        key = (f"{key[0]}-{backend}", *key[1:])
     hit = memo.lookup(g, *key, xs)
     if hit is not None:
         program = hit[1]
@@ -743,7 +757,7 @@ def compile_products(fn: str, key: tuple, wrt, at, build, batches=None, progress
     with g.transaction(), g.role("grad"):
         vs = [g.input(g.fresh_name(f"v({x.name})"), x.shape, x.dtype) for x in xs]
         head, products, mode_used = build(xs, vs)
-        program = _Program(xs, head, products, mode_used)
+        program = _Program(xs, head, products, mode_used, backend)
         # a bad value (or batch) removes what was built, too
         values, data = _values(fn, program, at, batches, progress)
     memo.remember(g, *key, xs, value=((vs, head, products, program.made), program))

@@ -5,7 +5,8 @@ Each step is one line, `name = call(args)  # op  'node name'`, in schedule order
 deleted right after its last use; a step whose operand dies there may write into that
 operand's buffer (`out=`); a fused group (fusion.py) is one kernel call. `generate` makes the
 plan (plan.py: the order, last uses, in-place plan, scatter windows, names) and asks the
-backend (emit.py; `"numpy"`, numpy_backend.py, is the one registered) to write and compile it;
+backend (emit.py; `"numpy"` in numpy_backend.py, `"array_api"`, `"dask"` and `"cupy"` in
+xp_backend.py) to write and compile it;
 each op's line comes from the op's own declaration (`graphc.ir.op.Op`, "hooks: code
 emission"). No user text ever reaches the source as code: names come from one `Namer`,
 parameters are written only as validated literals and comments are escaped (emit.py). No
@@ -16,7 +17,10 @@ calls, so threads can share it.
 
 from __future__ import annotations
 
-from graphc.compile import numpy_backend  # noqa: F401 - registers the "numpy" backend
+from graphc.compile import (
+    numpy_backend,  # noqa: F401 - registers the "numpy" backend
+    xp_backend,  # noqa: F401 - registers "array_api", "dask", "cupy"
+)
 from graphc.compile.emit import Backend, Program, get_backend
 from graphc.compile.plan import make_plan
 from graphc.compile.schedule import Schedule
@@ -38,9 +42,9 @@ def generate(schedule: Schedule, name: str = "f", check_finite: bool = False, gr
             mul_2 = np.multiply(c_constant_1, x)  # mul  'mul_2'
         >>> program.fn(np.array([1.0, 3.0]), None)
         [array([2., 6.])]
-        >>> generate(make_schedule([x], [x]), backend="cupy")
+        >>> generate(make_schedule([x], [x]), backend="tpu")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        graphc.errors.GraphError: unknown code-generation backend 'cupy'; registered: numpy
+        graphc.errors.GraphError: unknown code-generation backend 'tpu'; registered: ..., numpy
     """
     emitter = get_backend(backend)
     if groups is None:

@@ -302,6 +302,18 @@ class Backend:
         """The returned expression for an output held in `var`."""
         return var
 
+    def symbolic_call(self, node: Node, slot: int, args: list[str], ctx: Context) -> str:
+        """The expression computing a node whose op is resolved per call: `_ops[slot]` holds
+        what `resolved` made of the resolved op."""
+        return f"_ops[{slot}]({', '.join(args)})"
+
+    def resolved(self, op: Op):
+        """What `_ops` holds for an op resolved for one call's sizes: its forward."""
+        return op.forward
+
+    # -- calling: a backend over other arrays than NumPy's takes the calls ---------------------
+    call = None  # call(fn, inputs, resolve, args, kwargs, single) -> results, or None: NumPy's
+
     # -- the function every backend shares --------------------------------------------------
     def emit(self, plan: Plan) -> Program:
         """Write the plan's function, compile it, and map its lines to nodes."""
@@ -389,7 +401,7 @@ class Backend:
                 put(f"    {check}({ctx.bind(f'_n{k}', n)}, {target}, ())", n)
             return
         if n in plan.symbolic:  # the op resolved for this call's sizes, passed in `_ops`
-            code = [f"_ops[{int(plan.schedule.slot[n])}]({', '.join(args)})"]
+            code = [self.symbolic_call(n, int(plan.schedule.slot[n]), args, ctx)]
         else:
             code = self.step(n, args, into, target, ctx)
             if n in plan.direct and not self.took(code[0], into):

@@ -69,7 +69,7 @@ class Function:
         self.outputs: tuple[Node, ...] = tuple(out_list)
         self.optimize = optimize
         self.check_finite = check_finite
-        codegen.get_backend(backend)  # an unknown name fails here, before any work
+        self._emitter = codegen.get_backend(backend)  # an unknown name fails here, first
         self.backend = backend
         self._compiled = compile_graph(in_list, out_list, optimize, check_finite, backend)
         _check_sizes_bound(self.inputs, self._compiled.symbolic)
@@ -104,6 +104,10 @@ class Function:
                 f"({', '.join(n.name for n in self.outputs)}): {len(self.schedule.steps)} steps>")
 
     def __call__(self, /, *args, **kwargs):  # positional-only: any input name is a keyword
+        if self._emitter.call is not None:  # arrays of another library (xp_backend.py)
+            return self._emitter.call(self._fn, self.inputs, self._ops_for if
+                                      self._compiled.symbolic else None, args, kwargs,
+                                      self.single_output)
         if not kwargs and len(args) == self._arity:
             # fast path: the generated function runs at once when every value already is an
             # array of its input's exact static shape and dtype, else returns None
@@ -161,7 +165,8 @@ class Function:
                 self._resolved.move_to_end(key)
                 return ops
         sched = self.schedule
-        ops = {sched.slot[n]: n.op.resolve(env).forward for n in self._compiled.symbolic}
+        ops = {sched.slot[n]: self._emitter.resolved(n.op.resolve(env))
+               for n in self._compiled.symbolic}
         with self._resolved_lock:
             self._resolved[key] = ops
             self._resolved.move_to_end(key)
@@ -282,8 +287,10 @@ def function(inputs, outputs, optimize: bool = True, check_finite: bool = False,
              backend: str = "numpy") -> Function:
     """Compile `outputs` as a function of `inputs`.
 
-    `backend` names the code generator (`graphc.compile.emit.BACKENDS`; "numpy", the default,
-    is the one this version has).
+    `backend` names the code generator (`graphc.compile.emit.BACKENDS`): "numpy" (the
+    default: in-place plan, numba fusion), "array_api" (the namespace of the arrays a call
+    gets), "dask" (a task graph on the current client; `f(..., compute=False)` gives Dask
+    arrays) or "cupy" (docs/scaling.md).
 
     Examples:
         >>> import numpy as np, graphc as gc

@@ -40,7 +40,7 @@ def bind_args(inputs: tuple[Node, ...], args: tuple, kwargs: dict) -> list:
 
 
 def check_values(inputs: tuple[Node, ...], values: list,
-                 nodes: list[Node] | None = None) -> tuple[list[np.ndarray], dict]:
+                 nodes: list[Node] | None = None, convert=None) -> tuple[list[np.ndarray], dict]:
     """Convert and check each value; returns the arrays and the symbol bindings.
 
     A symbol is bound by an axis whose dimension is the symbol itself, or solved from one
@@ -54,7 +54,7 @@ def check_values(inputs: tuple[Node, ...], values: list,
     pending: list[tuple[Node, int, sympy.Expr, int]] = []
     arrays = []
     for node, value in zip(inputs, values):
-        arr = _as_array(node, value)
+        arr = _as_array(node, value) if convert is None else convert(node, value)
         if arr.ndim != node.ndim:
             raise InputError(f"input {node.name!r}: expected rank {node.ndim} "
                              f"({describe(node)}), got an array of shape {arr.shape}")
@@ -185,6 +185,12 @@ def _collect(nodes, dims: dict | None = None) -> dict:
             if not isinstance(d, int) and d not in dims:
                 dims[d] = (n, axis)
     return dims
+
+
+def as_array(node: Node, value) -> np.ndarray:
+    """`value` as a NumPy array of the node's dtype (cast where it casts safely), or an
+    InputError naming the input."""
+    return _as_array(node, value)
 
 
 def _as_array(node: Node, value) -> np.ndarray:
