@@ -15,7 +15,7 @@ import pytest
 import sympy
 
 import graphc as gc
-from tests.loops.test_oracles import close
+from tests.loops.unroll import close
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pydot.*")
 

@@ -8,24 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.loops.unroll import unrolled_scan
-
-RTOL = 1e-10
-
-
-def close(got, want, rtol=RTOL, atol=0.0):
-    """Relative agreement measured against the size of the oracle (entries near zero inside a
-    large array are not held to a relative bound of their own); `atol` for oracles that are
-    zero up to rounding."""
-    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    if not want.size:
-        return
-    diff = np.max(np.abs(got - want))
-    scale = max(np.max(np.abs(want)), 1e-300)
-    assert diff <= rtol * scale + atol, \
-        f"relative error {diff / scale:.3e} > {rtol:.0e} (absolute {diff:.3e})"
-
+from tests.loops.unroll import close, unrolled_scan
 
 # -- Elman RNN, 50 steps, against backprop through time in NumPy ---------------------------------
 T_RNN, D_IN, D_H, D_OUT = 50, 3, 5, 2

@@ -11,8 +11,7 @@ import scipy.optimize
 import scipy.sparse.linalg as sla
 
 import graphc as gc
-from tests.loops.test_oracles import close
-from tests.loops.unroll import unrolled_fori_loop, unrolled_scan
+from tests.loops.unroll import close, unrolled_fori_loop, unrolled_scan
 
 LOOP = {"scan": gc.scan, "fori_loop": gc.fori_loop}
 UNROLLED = {"scan": unrolled_scan, "fori_loop": unrolled_fori_loop}

@@ -1,10 +1,28 @@
 """The oracle for every loop test: the same step function applied in a Python loop, which builds
 the unrolled graph (T copies of the body) that a loop must equal in value and in every
-derivative."""
+derivative; and the comparison the loop tests share."""
 
 from __future__ import annotations
 
+import numpy as np
+
 import graphc as gc
+
+RTOL = 1e-10
+
+
+def close(got, want, rtol=RTOL, atol=0.0):
+    """Relative agreement measured against the size of the oracle (entries near zero inside a
+    large array are not held to a relative bound of their own); `atol` for oracles that are
+    zero up to rounding."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    if not want.size:
+        return
+    diff = np.max(np.abs(got - want))
+    scale = max(np.max(np.abs(want)), 1e-300)
+    assert diff <= rtol * scale + atol, \
+        f"relative error {diff / scale:.3e} > {rtol:.0e} (absolute {diff:.3e})"
 
 
 def _leaves(v):

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, note, settings
 
 import graphc as gc
-from tests.loops.test_oracles import close
+from tests.loops.unroll import close
 from tests.property.loop_graphs import build, loop_plans
 
 
