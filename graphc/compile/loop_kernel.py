@@ -26,7 +26,7 @@ import numpy as np
 
 from graphc.compile.emit import declared, literal
 from graphc.ir.graph import Node
-from graphc.ir.op import Constant, Input
+from graphc.ir.op import Constant, Input, Output
 from graphc.ops import elementwise, linalg, reduce, scatter, shape
 
 JIT_STEPS = 32  # loops of fewer steps run from Python: a kernel's compile would not pay off
@@ -223,28 +223,31 @@ class LoopKernel:
     """A scan's whole loop as one numba function over (steps, carries, xs, consts)."""
 
     def __init__(self, source: str, fn_name: str, consts: list[np.ndarray], carry_types,
-                 ys_types, n_xs: int):
+                 ys_types, n_xs: int, inner: list | None = None):
         self.source, self.fn_name = source, fn_name
         self.consts = consts
+        self.inner = inner or []  # the kernels of scans inside the body, called as L0, L1, ...
+        self.key = (source, *(k.key for k in self.inner))
         self.carry_types, self.ys_types, self.n_xs = carry_types, ys_types, n_xs
         self.broken: str | None = None
         self._fn = None
 
     def _compiled(self):
         if self._fn is None:
+            inner = {f"L{j}": k._compiled() for j, k in enumerate(self.inner)}
             with _LOCK:
-                fn = _KERNELS.get(self.source)
+                fn = _KERNELS.get(self.key)
                 if fn is None:
                     import numba
 
-                    env = {"np": np}
+                    env = {"np": np, **inner}
                     exec(compile(self.source, "<graphc-loop-kernel>", "exec"), env)  # noqa: S102
                     fn = numba.njit(cache=False, nogil=True)(env[self.fn_name])
-                    _KERNELS[self.source] = fn
+                    _KERNELS[self.key] = fn
                     while len(_KERNELS) > _KERNELS_MAX:
                         _KERNELS.popitem(last=False)
                 else:
-                    _KERNELS.move_to_end(self.source)
+                    _KERNELS.move_to_end(self.key)
             self._fn = fn
         return self._fn
 
@@ -320,6 +323,8 @@ def _build(inputs, outputs, n_carry, n_xs, reverse) -> LoopKernel:
         names[c] = f"k{j}"
         params.append(f"k{j}")
     body = [f"x{j} = xs{j}[t]" for j in range(len(xs))]
+    nested: list[LoopKernel] = []  # kernels of the scans in the body
+    results: dict[Node, list[str]] = {}  # such a scan -> the names of its outputs
     order = _topological(outputs, set(inputs))
     uses: dict[Node, int] = {}
     for n in order:
@@ -365,8 +370,15 @@ def _build(inputs, outputs, n_carry, n_xs, reverse) -> LoopKernel:
     for n in order:
         if n in names or n in inner:
             continue
-        _static(n)
         v = f"v{len(names)}"
+        if isinstance(n.op, Output) and n.inputs[0] in results:
+            names[n] = results[n.inputs[0]][n.op.index]
+            continue
+        if n.op.multi and n.op.name == "scan":  # a loop in the body: its kernel, called
+            body += _inner_scan(n, names, consts, nested, results, v)
+            names[n] = v
+            continue
+        _static(n)
         if isinstance(n.op, Input):
             raise Unsupported("an input that is not an operand")
         if isinstance(n.op, Constant):
@@ -445,7 +457,41 @@ def _build(inputs, outputs, n_carry, n_xs, reverse) -> LoopKernel:
     source = "\n".join(src) + "\n"
     carry_types = [(tuple(c.shape), c.dtype) for c in carries]
     ys_types = [(tuple(y.shape), y.dtype) for y in ys]
-    return LoopKernel(source, "loop", consts, carry_types, ys_types, len(xs))
+    return LoopKernel(source, "loop", consts, carry_types, ys_types, len(xs), nested)
+
+
+def _inner_scan(n: Node, names: dict, consts: list, inner: list, results: dict,
+                v: str) -> list[str]:
+    """Statements calling the kernel of a scan inside the body (a checkpoint's segment, a
+    nested loop): the carries copied (the kernel updates them in place), the stacked results
+    allocated here; `results[n]` names each output for its views."""
+    op = n.op
+    if not isinstance(op.length, int):
+        raise Unsupported("inner scan of symbolic length")
+    kernel = op.body.loop_kernel(op.n_carry, op.n_xs, op.reverse)
+    if kernel is None or kernel.broken is not None:
+        raise Unsupported("inner scan without a kernel")
+    ins = list(n.inputs)
+    steps = names[ins.pop(0)] if op.counted else str(op.length)
+    nc, nx = op.n_carry, op.n_xs
+    args = [steps]
+    for x, (dims, dtype) in zip(ins[:nc], kernel.carry_types):
+        args.append(f"np.copy({names[x]})" if dims else f"{_DTYPES[dtype]}({names[x]})")
+    args += [f"np.ascontiguousarray({names[x]})" for x in ins[nc:nc + nx]]
+    args += [names[x] if x.ndim == 0 else f"np.ascontiguousarray({names[x]})"
+             for x in ins[nc + nx:]]
+    for arr in kernel.consts:
+        args.append(f"a{len(consts)}")
+        consts.append(arr)
+    lines, bufs = [], []
+    for k, (dims, dtype) in enumerate(kernel.ys_types):
+        bufs.append(f"{v}_y{k}")
+        lines.append(f"{v}_y{k} = np.zeros({_shape((op.length, *dims))}, {_DTYPES[dtype]})")
+    j = len(inner)
+    inner.append(kernel)
+    lines.append(f"{v} = L{j}({', '.join([*args, *bufs])})")
+    results[n] = [f"{v}[{k}]" for k in range(nc)] + bufs
+    return lines
 
 
 def _topological(outputs: list[Node], stop: set[Node]) -> list[Node]:

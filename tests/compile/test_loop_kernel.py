@@ -162,3 +162,37 @@ def test_reverse_scans_and_counted_loops(monkeypatch, reverse):
     fast, slow, _ = run_both(monkeypatch, [a, xs], outs, [np.float64(3.0), np.linspace(-1, 1, 9)])
     assert_same(fast, slow)
     assert abs(float(fast[2]) - np.sqrt(3.0)) < 1e-15
+
+
+def test_nested_scans_and_checkpoint_segments_run_inside_one_kernel(monkeypatch):
+    g = gc.Graph()
+    s = g.input("s")
+    m = g.input("m", shape=(3, 4))
+    W = g.input("W", shape=(2, 2))
+    xs = g.input("xs", shape=(10, 2))
+
+    def outer(c, row):
+        cin, ys = gc.scan(lambda d, z: (gc.sin(d * z + c), d * z), c, row)
+        return cin, ys.sum()
+
+    cT, sums = gc.scan(outer, s, m)
+    d2 = gc.grad(gc.grad(cT + sums.sum(), s), s)
+    hT, yy = gc.scan(lambda h, x: (gc.tanh(W @ h + x), h.sum()), xs[0] * 0.0, xs,
+                     checkpoint="sqrt")
+    loss = (hT ** 2).sum() + (yy ** 2).sum()
+    made = []
+    real = loop_kernel._build
+
+    def spy(*args):
+        k = real(*args)
+        made.append(len(k.inner))
+        return k
+
+    monkeypatch.setattr(loop_kernel, "_build", spy)
+    rng = np.random.default_rng(2)
+    vals = [np.float64(0.3), rng.normal(size=(3, 4)) * 0.5, rng.normal(size=(2, 2)),
+            rng.normal(size=(10, 2))]
+    fast, slow, ran = run_both(monkeypatch, [s, m, W, xs],
+                               [cT, d2, loss, *gc.grad(loss, [W, xs])], vals)
+    assert_same(fast, slow)
+    assert max(made) >= 2  # a backward segment calls the recomputed and the backward scan
