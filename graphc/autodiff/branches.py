@@ -18,7 +18,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.autodiff.forward import push_tangents
-from graphc.autodiff.loops import batched_copy, close_views, copy_body, reaching
+from graphc.autodiff.loops import batched_copy, check_match, close_views, copy_body, reaching
 from graphc.autodiff.reverse import backprop_seeded
 from graphc.errors import ShapeError
 from graphc.ir import types, walk
@@ -48,18 +48,15 @@ class Cond(MultiOp):
                 raise ShapeError(f"cond: the {which} branch takes {len(params)} operands, got "
                                  f"{len(args)}")
             for k, (x, p) in enumerate(zip(args, params)):
-                if not types.shape_eq(x.shape, p.shape) or x.dtype != p.dtype:
-                    raise ShapeError(f"cond: operand {k} ({x.name!r}) is "
-                                     f"{types.fmt_shape(x.shape)} {x.dtype}, the {which} branch "
-                                     f"expects {types.fmt_shape(p.shape)} {p.dtype}")
+                check_match("cond", f"operand {k} of the {which} branch", x, p)
         t, f = self.true_body.outputs, self.false_body.outputs
         if len(t) != len(f):
             raise ShapeError(f"cond: the branches return {len(t)} and {len(f)} values")
         for k, (a, b) in enumerate(zip(t, f)):
             if not types.shape_eq(a.shape, b.shape) or a.dtype != b.dtype:
                 raise ShapeError(f"cond: result {k} is {types.fmt_shape(a.shape)} {a.dtype} "
-                                 f"in the true branch, {types.fmt_shape(b.shape)} {b.dtype} in "
-                                 "the false one")
+                                 f"in the true branch but {types.fmt_shape(b.shape)} {b.dtype} "
+                                 "in the false one; they must match")
         return [(a.shape, a.dtype) for a in t]
 
     def forward(self, pred, *args):

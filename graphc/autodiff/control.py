@@ -458,10 +458,5 @@ def cond(pred, true_fun, false_fun, *operands):
         if len(t_outs) != len(f_outs) or (t_struct is Node) != (f_struct is Node):
             raise GraphError(f"cond: the branches return {_describe(t_struct, len(t_outs))} "
                              f"and {_describe(f_struct, len(f_outs))}; they must match")
-        for k, (a, b) in enumerate(zip(t_outs, f_outs)):
-            if not types.shape_eq(a.shape, b.shape) or a.dtype != b.dtype:
-                raise ShapeError(f"cond: result {k} is {types.fmt_shape(a.shape)} {a.dtype} in "
-                                 f"the true branch but {types.fmt_shape(b.shape)} {b.dtype} in "
-                                 "the false one; they must match")
         node = g.apply(Cond(Body(ht, t_outs), Body(hf, f_outs)), [pred, *args, *extra])
         return _rebuild(t_struct, list(g.views(node)))

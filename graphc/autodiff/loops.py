@@ -100,8 +100,9 @@ def close_views(h: Graph) -> None:
             h.views(n)
 
 
-def _check_match(what: str, k_name: str, x: Node, p: Node, lead=None) -> None:
-    """Operand `x` against body input `p` (with a leading axis `lead` for a scanned array)."""
+def check_match(what: str, k_name: str, x: Node, p: Node, lead=None) -> None:
+    """Operand `x` against body input `p` (with a leading axis `lead` for a scanned array):
+    how every loop and branch op checks its operands."""
     want = p.shape if lead is None else (lead, *p.shape)
     if not types.shape_eq(x.shape, want) or x.dtype != p.dtype:
         raise ShapeError(f"{what}: {k_name} ({x.name!r}) is {types.fmt_shape(x.shape)} "
@@ -159,7 +160,7 @@ class Scan(MultiOp):
             raise ShapeError(f"scan: the trip count ({n.name!r}) must be an int scalar, got "
                              f"{types.fmt_shape(n.shape)} {n.dtype}")
         for k, (x, p) in enumerate(zip(carries, params)):
-            _check_match("scan", f"init carry {k}", x, p)
+            check_match("scan", f"init carry {k}", x, p)
             out = b.outputs[k]
             if not types.shape_eq(out.shape, p.shape) or out.dtype != p.dtype:
                 raise ShapeError(f"scan: carry {k} ({p.name!r}) enters the body as "
@@ -167,9 +168,9 @@ class Scan(MultiOp):
                                  f"{types.fmt_shape(out.shape)} {out.dtype}; a carry keeps its "
                                  "shape and dtype")
         for j, (x, p) in enumerate(zip(xs, params[nc:])):
-            _check_match("scan", f"xs[{j}]", x, p, self.length)
+            check_match("scan", f"xs[{j}]", x, p, self.length)
         for j, (x, p) in enumerate(zip(consts, params[nc + nx:])):
-            _check_match("scan", f"captured value {j}", x, p)
+            check_match("scan", f"captured value {j}", x, p)
         return ([(p.shape, p.dtype) for p in params[:nc]]
                 + [((self.length, *y.shape), y.dtype) for y in b.outputs[nc:]])
 

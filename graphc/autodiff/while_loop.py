@@ -25,6 +25,7 @@ from graphc.autodiff.forward import push_tangents
 from graphc.autodiff.loops import (
     Scan,
     StepsExceeded,
+    check_match,
     close_views,
     copy_body,
     differentiable,
@@ -65,11 +66,8 @@ class WhileLoop(MultiOp):
             raise ShapeError(f"while_loop: the condition must be a bool scalar, got "
                              f"{types.fmt_shape(pred.shape)} {pred.dtype}")
         for k, (x, p) in enumerate(zip(inputs, params)):
-            if not types.shape_eq(x.shape, p.shape) or x.dtype != p.dtype:
-                what = f"init carry {k}" if k < nc else f"captured value {k - nc}"
-                raise ShapeError(f"while_loop: {what} ({x.name!r}) is "
-                                 f"{types.fmt_shape(x.shape)} {x.dtype}, the body expects "
-                                 f"{types.fmt_shape(p.shape)} {p.dtype}")
+            check_match("while_loop", f"init carry {k}" if k < nc else
+                        f"captured value {k - nc}", x, p)
         for k in range(nc):
             p, out = params[k], b.outputs[1 + k]
             if not types.shape_eq(out.shape, p.shape) or out.dtype != p.dtype:
